@@ -1,0 +1,32 @@
+import DataSourceDomain
+import JSONKit
+import JSONRPC
+
+extension DataSourceError {
+    /// §6: the JSON-RPC error whose message is the Claro `error` string and whose data is
+    /// `{code, details}`.
+    var rpcError: JSONRPCError {
+        JSONRPCError(
+            code: code.rpcCode, message: code.message,
+            data: ["code": .string(code.rawValue), "details": .object(details)])
+    }
+}
+
+extension ParamsDecodingFailure {
+    var dataSourceError: DataSourceError {
+        var details: JSONObject = [:]
+        details["parameter"] = .string(parameter.isEmpty ? "params" : parameter)
+        if let value { details["value"] = value }
+        details["reason"] = .string(reason)
+        return DataSourceError(.invalidParameters, details: details)
+    }
+}
+
+/// Runs a backend call and turns domain errors into the JSON-RPC errors of §6.
+func mappingErrors<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as DataSourceError {
+        throw error.rpcError
+    }
+}

@@ -1,0 +1,60 @@
+import JSONKit
+
+/// What `datasources/upload` hands a backend.
+public struct UploadRequest: Sendable {
+    public enum Source: Sendable {
+        /// An absolute path the agent reads.
+        case path(String)
+        /// Bytes sent inline, already decoded.
+        case inline(fileName: String, bytes: [UInt8])
+    }
+
+    public var source: Source
+    public var contentType: String?
+    public var options: ParseOptions
+
+    public init(source: Source, contentType: String? = nil, options: ParseOptions = ParseOptions()) {
+        self.source = source
+        self.contentType = contentType
+        self.options = options
+    }
+}
+
+/// Reader options a client may force instead of having them detected.
+public struct ParseOptions: Sendable, Equatable, Codable {
+    public var delimiter: String?
+    public var quote: String?
+    public var header: Bool?
+    public var encoding: String?
+    public var nullValues: [String]?
+
+    public init(delimiter: String? = nil, quote: String? = nil, header: Bool? = nil, encoding: String? = nil, nullValues: [String]? = nil) {
+        self.delimiter = delimiter
+        self.quote = quote
+        self.header = header
+        self.encoding = encoding
+        self.nullValues = nullValues
+    }
+}
+
+/// Receives an upload's progress while it processes (fractions 0...1).
+public typealias ProgressHandler = @Sendable (_ fraction: Double, _ message: String) -> Void
+
+/// The operations both backends provide: the embedded store and the remote Claro API.
+public protocol DataSourceBackend: Sendable {
+    func list(_ query: ListQuery) async throws -> ListPage
+    func details(of id: DataSourceID, maxAge: Int?) async throws -> DataSourceDetails
+    func data(_ query: DataQuery) async throws -> DataPage
+    func delete(_ id: DataSourceID) async throws -> DeleteReceipt
+    func downloadLink(for id: DataSourceID, expiresIn seconds: Int) async throws -> DownloadLink
+    /// Accepts a file and returns at once with `processing`; the outcome arrives as a status change.
+    func upload(_ request: UploadRequest, progress: ProgressHandler?) async throws -> DataSourceSummary
+    /// Registers an observer of status changes; returns a token to pass to `removeObserver`.
+    func addStatusObserver(_ observer: @escaping @Sendable (StatusChange) -> Void) -> ObserverToken
+    func removeObserver(_ token: ObserverToken)
+}
+
+public struct ObserverToken: Sendable, Hashable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+}

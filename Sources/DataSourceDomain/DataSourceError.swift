@@ -1,0 +1,85 @@
+import JSONKit
+
+/// The errors of the Claro data-source API. Each carries the Claro `code`, the Claro `error`
+/// string, and `details` naming the offending input.
+public struct DataSourceError: Error, Sendable, Equatable {
+    public enum Code: String, Sendable, CaseIterable {
+        case unauthorized = "UNAUTHORIZED"
+        case accessDenied = "ACCESS_DENIED"
+        case datasourceNotFound = "DATASOURCE_NOT_FOUND"
+        case processingInProgress = "PROCESSING_IN_PROGRESS"
+        case processingFailed = "PROCESSING_FAILED"
+        case invalidParameters = "INVALID_PARAMETERS"
+
+        public var message: String {
+            switch self {
+            case .unauthorized: "Authentication required"
+            case .accessDenied: "Insufficient permissions"
+            case .datasourceNotFound: "Data source not found"
+            case .processingInProgress: "Data source still processing"
+            case .processingFailed: "Data source processing failed"
+            case .invalidParameters: "Invalid parameters"
+            }
+        }
+
+        /// The JSON-RPC error code (§6).
+        public var rpcCode: Int {
+            switch self {
+            case .unauthorized: -31401
+            case .accessDenied: -31403
+            case .datasourceNotFound: -31404
+            case .processingInProgress: -31409
+            case .processingFailed: -31422
+            case .invalidParameters: -32602
+            }
+        }
+
+        /// The HTTP status of the Claro REST API.
+        public var httpStatus: Int {
+            switch self {
+            case .unauthorized: 401
+            case .accessDenied: 403
+            case .datasourceNotFound: 404
+            case .processingInProgress: 409
+            case .processingFailed: 422
+            case .invalidParameters: 400
+            }
+        }
+    }
+
+    public var code: Code
+    public var details: JSONObject
+
+    public init(_ code: Code, details: JSONObject = [:]) {
+        self.code = code
+        self.details = details
+    }
+
+    public static func notFound(_ id: String) -> DataSourceError {
+        DataSourceError(.datasourceNotFound, details: ["datasourceId": .string(id)])
+    }
+
+    public static func invalidParameter(_ name: String, value: JSONValue?, reason: String, extra: JSONObject = [:]) -> DataSourceError {
+        var details: JSONObject = ["parameter": .string(name)]
+        if let value { details["value"] = value }
+        details["reason"] = .string(reason)
+        for (k, v) in extra { details[k] = v }
+        return DataSourceError(.invalidParameters, details: details)
+    }
+
+    public static func processingInProgress(status: DataSourceStatus, estimatedCompletion: Timestamp?) -> DataSourceError {
+        DataSourceError(.processingInProgress, details: [
+            "status": .string(status.rawValue),
+            "estimatedCompletion": estimatedCompletion.map { .string($0.iso8601) } ?? .null,
+        ])
+    }
+
+    public static func processingFailed(id: DataSourceID, message: String) -> DataSourceError {
+        DataSourceError(.processingFailed, details: ["datasourceId": .string(id.rawValue), "message": .string(message)])
+    }
+
+    /// The Claro error body `{error, code, details}`.
+    public var claroBody: JSONValue {
+        ["error": .string(code.message), "code": .string(code.rawValue), "details": .object(details)]
+    }
+}

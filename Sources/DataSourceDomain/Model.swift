@@ -1,0 +1,352 @@
+import JSONKit
+
+public enum DataSourceStatus: String, Sendable, CaseIterable, Codable {
+    case processing, completed, failed
+}
+
+public enum ColumnType: String, Sendable, CaseIterable, Codable {
+    case string, number, boolean, date, datetime
+}
+
+public struct DataColumn: Sendable, Equatable, Codable {
+    public var name: String
+    public var type: ColumnType
+    public var sampleValues: [JSONValue]
+
+    public init(name: String, type: ColumnType, sampleValues: [JSONValue] = []) {
+        self.name = name
+        self.type = type
+        self.sampleValues = sampleValues
+    }
+}
+
+public struct ProcessingStats: Sendable, Equatable, Codable {
+    public var cleanedRows: Int
+    public var errors: Int
+    public var warnings: Int
+
+    public init(cleanedRows: Int = 0, errors: Int = 0, warnings: Int = 0) {
+        self.cleanedRows = cleanedRows
+        self.errors = errors
+        self.warnings = warnings
+    }
+
+    public var json: JSONValue {
+        ["cleanedRows": .int(Int64(cleanedRows)), "errors": .int(Int64(errors)), "warnings": .int(Int64(warnings))]
+    }
+}
+
+/// Where a cached answer came from, for backends that cache (the remote one).
+public struct CacheInfo: Sendable, Equatable {
+    public var stale: Bool
+    public var fetchedAt: Timestamp
+
+    public init(stale: Bool, fetchedAt: Timestamp) {
+        self.stale = stale
+        self.fetchedAt = fetchedAt
+    }
+
+    public var json: JSONValue { ["stale": .bool(stale), "fetchedAt": .string(fetchedAt.iso8601)] }
+}
+
+/// The list-item shape of the Claro API.
+public struct DataSourceSummary: Sendable, Equatable {
+    public var datasourceId: DataSourceID
+    public var fileName: String
+    public var contentType: String
+    public var fileSize: Int64
+    public var status: DataSourceStatus
+    public var uploadedAt: Timestamp
+    public var processedAt: Timestamp?
+
+    public init(
+        datasourceId: DataSourceID, fileName: String, contentType: String, fileSize: Int64,
+        status: DataSourceStatus, uploadedAt: Timestamp, processedAt: Timestamp?
+    ) {
+        self.datasourceId = datasourceId
+        self.fileName = fileName
+        self.contentType = contentType
+        self.fileSize = fileSize
+        self.status = status
+        self.uploadedAt = uploadedAt
+        self.processedAt = processedAt
+    }
+
+    public var jsonObject: JSONObject {
+        [
+            "datasourceId": .string(datasourceId.rawValue),
+            "fileName": .string(fileName),
+            "contentType": .string(contentType),
+            "fileSize": .int(fileSize),
+            "status": .string(status.rawValue),
+            "uploadedAt": .string(uploadedAt.iso8601),
+            "processedAt": processedAt.map { .string($0.iso8601) } ?? .null,
+        ]
+    }
+}
+
+/// The `datasources/get` shape: the summary plus what processing learned.
+public struct DataSourceDetails: Sendable, Equatable {
+    public var summary: DataSourceSummary
+    public var columns: [DataColumn]?
+    public var rowCount: Int?
+    public var processingStats: ProcessingStats?
+    public var errorMessage: String?
+    /// The first recorded processing issues, so a client can see what was cleaned or dropped.
+    public var issues: [ProcessingIssue]
+    public var cache: CacheInfo?
+
+    public init(
+        summary: DataSourceSummary, columns: [DataColumn]? = nil, rowCount: Int? = nil,
+        processingStats: ProcessingStats? = nil, errorMessage: String? = nil, issues: [ProcessingIssue] = [],
+        cache: CacheInfo? = nil
+    ) {
+        self.summary = summary
+        self.columns = columns
+        self.rowCount = rowCount
+        self.processingStats = processingStats
+        self.errorMessage = errorMessage
+        self.issues = issues
+        self.cache = cache
+    }
+
+    public var json: JSONValue {
+        var object = summary.jsonObject
+        if let columns {
+            object["columns"] = .array(columns.map { column in
+                ["name": .string(column.name), "type": .string(column.type.rawValue), "sampleValues": .array(column.sampleValues)]
+            })
+        }
+        if let rowCount { object["rowCount"] = .int(Int64(rowCount)) }
+        if let processingStats { object["processingStats"] = processingStats.json }
+        if let errorMessage { object["error"] = ["message": .string(errorMessage)] }
+        if summary.status != .processing { object["issues"] = .array(issues.map(\.json)) }
+        if let cache { object["cache"] = cache.json }
+        return .object(object)
+    }
+}
+
+/// One warning or error found while processing: where, what kind, and why.
+public struct ProcessingIssue: Sendable, Equatable {
+    public enum Severity: String, Sendable { case warning, error }
+    public var severity: Severity
+    public var line: Int
+    public var column: String?
+    public var kind: String
+    public var reason: String
+
+    public init(severity: Severity, line: Int, column: String?, kind: String, reason: String) {
+        self.severity = severity
+        self.line = line
+        self.column = column
+        self.kind = kind
+        self.reason = reason
+    }
+
+    public var json: JSONValue {
+        [
+            "severity": .string(severity.rawValue), "line": .int(Int64(line)),
+            "column": column.map { .string($0) } ?? .null, "kind": .string(kind), "reason": .string(reason),
+        ]
+    }
+}
+
+public struct Pagination: Sendable, Equatable {
+    public var page: Int
+    public var limit: Int
+    public var total: Int
+    public var nextCursor: String?
+
+    public init(page: Int, limit: Int, total: Int, nextCursor: String? = nil) {
+        self.page = page
+        self.limit = limit
+        self.total = total
+        self.nextCursor = nextCursor
+    }
+
+    public var totalPages: Int { total == 0 ? 0 : (total + limit - 1) / limit }
+
+    public func json(includeCursor: Bool) -> JSONValue {
+        var object: JSONObject = [
+            "page": .int(Int64(page)), "limit": .int(Int64(limit)),
+            "total": .int(Int64(total)), "totalPages": .int(Int64(totalPages)),
+        ]
+        if includeCursor { object["nextCursor"] = nextCursor.map { .string($0) } ?? .null }
+        return .object(object)
+    }
+}
+
+public struct ListQuery: Sendable, Equatable {
+    public static let defaultLimit = 20
+    public static let maxLimit = 100
+
+    public var page: Int
+    public var limit: Int
+    public var status: DataSourceStatus?
+    public var contentType: String?
+    /// For caching backends: the oldest cached answer acceptable, in seconds.
+    public var maxAge: Int?
+
+    public init(page: Int = 1, limit: Int = defaultLimit, status: DataSourceStatus? = nil, contentType: String? = nil, maxAge: Int? = nil) {
+        self.page = page
+        self.limit = limit
+        self.status = status
+        self.contentType = contentType
+        self.maxAge = maxAge
+    }
+}
+
+public struct ListPage: Sendable, Equatable {
+    public var dataSources: [DataSourceSummary]
+    public var pagination: Pagination
+    public var cache: CacheInfo?
+
+    public init(dataSources: [DataSourceSummary], pagination: Pagination, cache: CacheInfo? = nil) {
+        self.dataSources = dataSources
+        self.pagination = pagination
+        self.cache = cache
+    }
+
+    public var json: JSONValue {
+        var object: JSONObject = [
+            "dataSources": .array(dataSources.map { .object($0.jsonObject) }),
+            "pagination": pagination.json(includeCursor: false),
+        ]
+        if let cache { object["cache"] = cache.json }
+        return .object(object)
+    }
+}
+
+public enum SortOrder: String, Sendable, Codable { case asc, desc }
+
+public struct DataQuery: Sendable {
+    public static let defaultLimit = 50
+    public static let maxLimit = 1000
+
+    public var datasourceId: DataSourceID
+    public var page: Int
+    public var limit: Int
+    public var sort: String?
+    public var order: SortOrder
+    public var filter: String?
+    public var cursor: String?
+
+    public init(
+        datasourceId: DataSourceID, page: Int = 1, limit: Int = defaultLimit, sort: String? = nil,
+        order: SortOrder = .asc, filter: String? = nil, cursor: String? = nil
+    ) {
+        self.datasourceId = datasourceId
+        self.page = page
+        self.limit = limit
+        self.sort = sort
+        self.order = order
+        self.filter = filter
+        self.cursor = cursor
+    }
+}
+
+public struct DataPage: Sendable {
+    public var columns: [DataColumn]
+    /// Each row's values in `columns` order.
+    public var rows: [[JSONValue]]
+    public var pagination: Pagination
+
+    public init(columns: [DataColumn], rows: [[JSONValue]], pagination: Pagination) {
+        self.columns = columns
+        self.rows = rows
+        self.pagination = pagination
+    }
+
+    /// Serialised directly: pages are the hot path, and rows keep their column order.
+    public func jsonBytes() -> [UInt8] {
+        var writer = JSONWriter(capacity: 64 + rows.count * columns.count * 16)
+        writer.raw("{\"data\":[")
+        let names = columns.map { name -> [UInt8] in
+            var w = JSONWriter()
+            w.string(name.name)
+            w.byte(0x3A)
+            return w.bytes
+        }
+        for (rowIndex, row) in rows.enumerated() {
+            if rowIndex > 0 { writer.byte(0x2C) }
+            writer.byte(0x7B)
+            for (index, value) in row.enumerated() where index < names.count {
+                if index > 0 { writer.byte(0x2C) }
+                writer.raw(names[index])
+                writer.value(value)
+            }
+            writer.byte(0x7D)
+        }
+        writer.raw("],\"pagination\":")
+        writer.value(pagination.json(includeCursor: true))
+        writer.raw(",\"columns\":")
+        writer.value(.array(columns.map { ["name": .string($0.name), "type": .string($0.type.rawValue)] }))
+        writer.byte(0x7D)
+        return writer.bytes
+    }
+}
+
+public struct DeleteReceipt: Sendable, Equatable {
+    public var datasourceId: DataSourceID
+    public var deletedAt: Timestamp
+
+    public init(datasourceId: DataSourceID, deletedAt: Timestamp) {
+        self.datasourceId = datasourceId
+        self.deletedAt = deletedAt
+    }
+
+    public var json: JSONValue {
+        [
+            "message": "Data source deleted successfully",
+            "datasourceId": .string(datasourceId.rawValue),
+            "deletedAt": .string(deletedAt.iso8601),
+        ]
+    }
+}
+
+public struct DownloadLink: Sendable, Equatable {
+    public var downloadUrl: String
+    public var fileName: String
+    public var expiresAt: Timestamp
+    public var fileSize: Int64
+
+    public init(downloadUrl: String, fileName: String, expiresAt: Timestamp, fileSize: Int64) {
+        self.downloadUrl = downloadUrl
+        self.fileName = fileName
+        self.expiresAt = expiresAt
+        self.fileSize = fileSize
+    }
+
+    public var json: JSONValue {
+        [
+            "downloadUrl": .string(downloadUrl), "fileName": .string(fileName),
+            "expiresAt": .string(expiresAt.iso8601), "fileSize": .int(fileSize),
+        ]
+    }
+}
+
+/// A status transition, as pushed in `datasources/statusChanged`.
+public struct StatusChange: Sendable, Equatable {
+    public var details: DataSourceDetails
+    public var previousStatus: DataSourceStatus
+
+    public init(details: DataSourceDetails, previousStatus: DataSourceStatus) {
+        self.details = details
+        self.previousStatus = previousStatus
+    }
+
+    public var json: JSONValue {
+        let summary = details.summary
+        var object: JSONObject = [
+            "datasourceId": .string(summary.datasourceId.rawValue),
+            "fileName": .string(summary.fileName),
+            "previousStatus": .string(previousStatus.rawValue),
+            "status": .string(summary.status.rawValue),
+            "processedAt": summary.processedAt.map { .string($0.iso8601) } ?? .null,
+        ]
+        if let rowCount = details.rowCount { object["rowCount"] = .int(Int64(rowCount)) }
+        if let stats = details.processingStats { object["processingStats"] = stats.json }
+        if let message = details.errorMessage { object["error"] = ["message": .string(message)] }
+        return .object(object)
+    }
+}

@@ -1,0 +1,115 @@
+import AgentService
+import ArgumentParser
+import DataSourceDomain
+import Foundation
+import JSONRPC
+import LocalStore
+import Logging
+
+@main
+struct DatasourceAgent: ParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "datasource-agent",
+        abstract: "Manage tabular data sources over JSON-RPC 2.0 on stdio (LSP or MCP framing).",
+        discussion: """
+            With no subcommand, runs `serve`: the stdio service. Logs go to stderr; stdout carries \
+            protocol messages only. See protocol/README.md for the methods.
+            """,
+        version: version,
+        subcommands: [Serve.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+enum BackendKind: String, ExpressibleByArgument, CaseIterable {
+    case local, remote
+}
+
+/// Options every command that opens a store shares.
+struct StoreOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Store directory (env DATASOURCE_AGENT_STORE).", valueName: "DIR"))
+    var store: String?
+
+    @Option(name: .long, help: ArgumentHelp("trace|debug|info|warning|error (env DATASOURCE_AGENT_LOG_LEVEL).", valueName: "LEVEL"))
+    var logLevel: String?
+
+    var environment: [String: String] { ProcessInfo.processInfo.environment }
+
+    func storeURL() -> URL {
+        if let store = store ?? environment["DATASOURCE_AGENT_STORE"], !store.isEmpty {
+            return URL(fileURLWithPath: store, isDirectory: true)
+        }
+        return StoreLayout.defaultRoot(environment: environment)
+    }
+
+    func resolvedLogLevel() throws -> Logger.Level {
+        let text = (logLevel ?? environment["DATASOURCE_AGENT_LOG_LEVEL"] ?? "warning").lowercased()
+        guard let level = Logger.Level(rawValue: text == "warn" ? "warning" : text) else {
+            throw ValidationError("--log-level must be one of trace, debug, info, warning, error (got \(text))")
+        }
+        return level
+    }
+
+    /// Logs go to stderr only: stdout belongs to the protocol.
+    func bootstrapLogging() throws -> Logger {
+        let level = try resolvedLogLevel()
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: "datasource-agent")
+    }
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve JSON-RPC 2.0 / MCP on stdin and stdout (the default).")
+
+    @OptionGroup var storeOptions: StoreOptions
+
+    @Option(name: .long, help: ArgumentHelp("local|remote (env DATASOURCE_AGENT_BACKEND).", valueName: "KIND"))
+    var backend: String?
+
+    @Option(name: .long, help: ArgumentHelp("Base URL of the Claro API for --backend remote (env CLARO_BASE_URL).", valueName: "URL"))
+    var baseURL: String?
+
+    @Flag(name: .long, help: "Answer every mutating method with ACCESS_DENIED.")
+    var readOnly = false
+
+    @Option(name: .long, help: ArgumentHelp("Largest message accepted, in bytes (default 64 MiB).", valueName: "N"))
+    var maxMessageBytes: Int = 64 * 1024 * 1024
+
+    func validate() throws {
+        guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
+    }
+
+    func run() throws {
+        let logger = try storeOptions.bootstrapLogging()
+        let environment = storeOptions.environment
+        let kindText = backend ?? environment["DATASOURCE_AGENT_BACKEND"] ?? "local"
+        guard let kind = BackendKind(rawValue: kindText) else {
+            throw ValidationError("--backend must be local or remote (got \(kindText))")
+        }
+        let dataBackend: any DataSourceBackend
+        switch kind {
+        case .local:
+            let root = storeOptions.storeURL()
+            do {
+                dataBackend = try LocalBackend(root: root, logger: logger)
+            } catch {
+                throw ValidationError("cannot open the store at \(root.path): \(error)")
+            }
+        case .remote:
+            throw ValidationError("--backend remote is not available in this build yet; use --backend local")
+        }
+        let service = AgentService(
+            backend: dataBackend,
+            configuration: ServiceConfiguration(version: DatasourceAgent.version, backendName: kind.rawValue, readOnly: readOnly),
+            logger: logger)
+        let server = StdioServer(maxMessageBytes: maxMessageBytes, logger: logger)
+        logger.info("serving on stdio", metadata: ["store": "\(storeOptions.storeURL().path)"])
+        server.run { session in service.makeSessionDelegate(for: session) }
+    }
+}
