@@ -67,6 +67,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .testTarget(name: "JSONKitTests", dependencies: ["JSONKit"]),
         .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC", "JSONKit"]),
         .testTarget(name: "DataSourceDomainTests", dependencies: ["DataSourceDomain", "JSONKit"]),
         .testTarget(name: "LocalStoreTests", dependencies: ["LocalStore", "DataSourceDomain"]),

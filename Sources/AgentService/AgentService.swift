@@ -10,11 +10,15 @@ public struct ServiceConfiguration: Sendable {
     public var version: String
     public var backendName: String
     public var readOnly: Bool
+    /// Adds `debug/sleep`, a request that takes as long as asked, for tests of concurrency,
+    /// cancellation and draining. Off unless DATASOURCE_AGENT_DEBUG_METHODS=1.
+    public var debugMethods: Bool
 
-    public init(version: String, backendName: String, readOnly: Bool) {
+    public init(version: String, backendName: String, readOnly: Bool, debugMethods: Bool = false) {
         self.version = version
         self.backendName = backendName
         self.readOnly = readOnly
+        self.debugMethods = debugMethods
     }
 }
 
@@ -29,6 +33,17 @@ public final class AgentService: Sendable {
         self.backend = backend
         self.configuration = configuration
         self.logger = logger
+    }
+
+    /// The OpenRPC description of every method the service answers, generated from the same
+    /// method table the sessions use.
+    public static func openRPCDocument(version: String) -> JSONValue {
+        let service = AgentService(
+            backend: UnavailableBackend(), configuration: ServiceConfiguration(version: version, backendName: "none", readOnly: false),
+            logger: Logger(label: "openrpc"))
+        var table = MethodTable()
+        ServiceSession.registerDataSourceMethods(in: &table, service: service)
+        return OpenRPCDocument.make(methods: table, version: version)
     }
 
     public func makeSessionDelegate(for session: Session) -> any SessionDelegate {
@@ -56,6 +71,7 @@ final class ServiceSession: SessionDelegate {
         var table = MethodTable()
         table.paramsErrorMapper = { $0.dataSourceError.rpcError }
         Self.registerDataSourceMethods(in: &table, service: service)
+        if service.configuration.debugMethods { Self.registerDebugMethods(in: &table) }
         methods = table
     }
 
@@ -113,4 +129,16 @@ enum MCPNegotiation {
             "serverInfo": serverInfo,
         ]
     }
+}
+
+/// Stands in for a backend where only the method table's shape is needed (documentation).
+private struct UnavailableBackend: DataSourceBackend {
+    func list(_ query: ListQuery) async throws -> ListPage { throw DataSourceError(.unauthorized) }
+    func details(of id: DataSourceID, maxAge: Int?) async throws -> DataSourceDetails { throw DataSourceError(.unauthorized) }
+    func data(_ query: DataQuery) async throws -> DataPage { throw DataSourceError(.unauthorized) }
+    func delete(_ id: DataSourceID) async throws -> DeleteReceipt { throw DataSourceError(.unauthorized) }
+    func downloadLink(for id: DataSourceID, expiresIn seconds: Int) async throws -> DownloadLink { throw DataSourceError(.unauthorized) }
+    func upload(_ request: UploadRequest, progress: ProgressHandler?) async throws -> DataSourceSummary { throw DataSourceError(.unauthorized) }
+    func addStatusObserver(_ observer: @escaping @Sendable (StatusChange) -> Void) -> ObserverToken { ObserverToken(rawValue: 0) }
+    func removeObserver(_ token: ObserverToken) {}
 }

@@ -18,7 +18,7 @@ struct DatasourceAgent: ParsableCommand {
             protocol messages only. See protocol/README.md for the methods.
             """,
         version: version,
-        subcommands: [Serve.self],
+        subcommands: [Serve.self, PrintOpenRPC.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -106,10 +106,22 @@ struct Serve: ParsableCommand {
         }
         let service = AgentService(
             backend: dataBackend,
-            configuration: ServiceConfiguration(version: DatasourceAgent.version, backendName: kind.rawValue, readOnly: readOnly),
+            configuration: ServiceConfiguration(
+                version: DatasourceAgent.version, backendName: kind.rawValue, readOnly: readOnly,
+                debugMethods: environment["DATASOURCE_AGENT_DEBUG_METHODS"] == "1"),
             logger: logger)
         let server = StdioServer(maxMessageBytes: maxMessageBytes, logger: logger)
         logger.info("serving on stdio", metadata: ["store": "\(storeOptions.storeURL().path)"])
         server.run { session in service.makeSessionDelegate(for: session) }
+    }
+}
+
+struct PrintOpenRPC: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "openrpc", abstract: "Print the OpenRPC document of the JSON-RPC methods (protocol/openrpc.json).")
+
+    func run() throws {
+        let document = AgentService.openRPCDocument(version: DatasourceAgent.version)
+        FileHandle.standardOutput.write(Data(document.serialized() + [0x0A]))
     }
 }

@@ -19,6 +19,9 @@ public struct MethodTable: Sendable {
     public typealias Handler = @Sendable (JSONValue?, RequestContext) async throws -> RawJSON
 
     private var handlers: [String: Handler] = [:]
+    /// Documentation of each method, from which the OpenRPC document (and MCP tool schemas)
+    /// are generated, so they cannot drift from the table.
+    public private(set) var descriptions: [String: MethodDescription] = [:]
     /// Turns a params decoding failure into the error the client sees.
     public var paramsErrorMapper: @Sendable (ParamsDecodingFailure) -> JSONRPCError = { failure in
         var data: JSONObject = ["parameter": .string(failure.parameter), "reason": .string(failure.reason)]
@@ -35,8 +38,10 @@ public struct MethodTable: Sendable {
     public mutating func register<Params: Decodable & Sendable, Result: Encodable & Sendable>(
         _ method: String,
         params: Params.Type,
+        description: MethodDescription? = nil,
         _ body: @escaping @Sendable (Params, RequestContext) async throws -> Result
     ) {
+        descriptions[method] = description
         handlers[method] = { [paramsErrorMapper] rawParams, context in
             let params: Params
             do {
@@ -51,6 +56,51 @@ public struct MethodTable: Sendable {
     /// A handler that takes the params as they came, for methods whose params have no fixed shape.
     public mutating func registerRaw(_ method: String, _ body: @escaping Handler) {
         handlers[method] = body
+    }
+}
+
+/// A method's documentation: its params and result as JSON Schemas.
+public struct MethodDescription: Sendable {
+    public struct Param: Sendable {
+        public var name: String
+        public var schema: JSONValue
+        public var required: Bool
+        public var description: String
+
+        public init(_ name: String, _ schema: JSONValue, required: Bool = false, _ description: String) {
+            self.name = name
+            self.schema = schema
+            self.required = required
+            self.description = description
+        }
+    }
+
+    public var summary: String
+    public var params: [Param]
+    public var result: JSONValue
+    /// Error codes the method may answer with, as `{code, message}` objects.
+    public var errors: [JSONValue]
+
+    public init(summary: String, params: [Param], result: JSONValue, errors: [JSONValue] = []) {
+        self.summary = summary
+        self.params = params
+        self.result = result
+        self.errors = errors
+    }
+
+    /// The params as one object schema (the shape MCP tools take).
+    public var paramsObjectSchema: JSONValue {
+        var properties = JSONObject()
+        for param in params {
+            var schema = param.schema.objectValue ?? JSONObject()
+            if schema["description"] == nil { schema["description"] = .string(param.description) }
+            properties[param.name] = .object(schema)
+        }
+        return [
+            "type": "object",
+            "properties": .object(properties),
+            "required": .array(params.filter(\.required).map { .string($0.name) }),
+        ]
     }
 }
 
@@ -77,7 +127,7 @@ public enum ParamsDecoder {
             throw ParamsDecodingFailure(parameter: "", reason: "params must be an object", value: nil)
         }
         do {
-            return try JSONDecoder().decode(T.self, from: Data(params.serialized()))
+            return try JSONValueDecoder().decode(T.self, from: params)
         } catch let error as DecodingError {
             throw failure(from: error, params: params)
         }
