@@ -32,7 +32,9 @@ let package = Package(
             name: "LocalStore",
             dependencies: [
                 "DataSourceDomain",
+                "JSONKit",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]

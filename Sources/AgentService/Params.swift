@@ -1,3 +1,4 @@
+import Foundation
 import DataSourceDomain
 import JSONKit
 
@@ -66,4 +67,55 @@ struct ListParams: Decodable, Sendable {
 struct GetParams: Decodable, Sendable {
     var datasourceId: String
     var maxAge: Int?
+}
+
+struct UploadParams: Decodable, Sendable {
+    var path: String?
+    var fileName: String?
+    var content: String?
+    var encoding: String?
+    var contentType: String?
+    var options: ParseOptions?
+
+    func request() throws -> UploadRequest {
+        let source: UploadRequest.Source
+        switch (path, content) {
+        case (let path?, nil):
+            source = .path(path)
+        case (nil, let content?):
+            guard let fileName, !fileName.trimmingCharacters(in: .whitespaces).isEmpty else {
+                throw DataSourceError.invalidParameter("fileName", value: fileName.map { .string($0) }, reason: "is required with inline content")
+            }
+            guard !fileName.contains("/"), !fileName.contains("\0") else {
+                throw DataSourceError.invalidParameter("fileName", value: .string(fileName), reason: "must be a file name, not a path")
+            }
+            source = .inline(fileName: fileName, bytes: try decode(content))
+        case (.some, .some):
+            throw DataSourceError.invalidParameter("path", value: path.map { .string($0) }, reason: "give either path or fileName with content, not both")
+        case (nil, nil):
+            throw DataSourceError.invalidParameter("path", value: nil, reason: "give either path (an absolute path) or fileName with content")
+        }
+        if let delimiter = options?.delimiter, delimiter != "\\t", delimiter.utf8.count != 1 {
+            throw DataSourceError.invalidParameter("options.delimiter", value: .string(delimiter), reason: "must be one ASCII character")
+        }
+        if let quote = options?.quote, quote.utf8.count > 1 {
+            throw DataSourceError.invalidParameter("options.quote", value: .string(quote), reason: "must be one ASCII character or empty")
+        }
+        return UploadRequest(source: source, contentType: contentType, options: options ?? ParseOptions())
+    }
+
+    private func decode(_ content: String) throws -> [UInt8] {
+        switch encoding ?? "utf8" {
+        case "utf8", "utf-8":
+            return Array(content.utf8)
+        case "base64":
+            guard let data = Data(base64Encoded: content, options: .ignoreUnknownCharacters) else {
+                throw DataSourceError.invalidParameter("content", value: nil, reason: "is not valid base64")
+            }
+            return Array(data)
+        default:
+            throw DataSourceError.invalidParameter(
+                "encoding", value: .string(encoding ?? ""), reason: "must be utf8 or base64", extra: ["allowed": ["utf8", "base64"]])
+        }
+    }
 }

@@ -102,6 +102,25 @@ enum MethodDocs {
         errors: [Schema.error(.datasourceNotFound), Schema.error(.invalidParameters), Schema.error(.unauthorized)])
 }
 
+extension MethodDocs {
+    static let upload = MethodDescription(
+        summary: "Upload a file (by absolute path, or inline) and process it in the background. Returns at once with status processing; the outcome is pushed as datasources/statusChanged.",
+        params: [
+            .init("path", ["type": "string"], "Absolute path of a file the agent reads. Give either path or fileName with content."),
+            .init("fileName", ["type": "string"], "Name of the inline file (with content)."),
+            .init("content", ["type": "string"], "Inline file content, at most 64 MiB decoded."),
+            .init("encoding", ["type": "string", "enum": ["utf8", "base64"], "default": "utf8"], "How content is encoded."),
+            .init("contentType", ["type": "string"], "MIME type; guessed from the name and bytes when absent."),
+            .init("options", Schema.object([
+                "delimiter": ["type": "string"], "quote": ["type": "string"], "header": ["type": "boolean"],
+                "encoding": ["type": "string"], "nullValues": ["type": "array", "items": ["type": "string"]],
+            ], required: []), "Reader options for delimited text; detected when absent."),
+            .init("workDoneToken", ["type": ["string", "integer"]], "Progress token: $/progress notifications follow processing."),
+        ],
+        result: Schema.summary,
+        errors: [Schema.error(.invalidParameters), Schema.error(.accessDenied), Schema.error(.unauthorized)])
+}
+
 /// Builds the OpenRPC document from a method table.
 enum OpenRPCDocument {
     static func make(methods: MethodTable, version: String) -> JSONValue {

@@ -26,6 +26,12 @@ struct DataSourceRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     /// JSON of the upload's ParseOptions.
     var options: String?
     var estimatedCompletion: Int64?
+    /// The process that is processing this source, and when it last said so; a source whose
+    /// owner is gone is processed again (crash recovery).
+    var ownerPid: Int32?
+    var heartbeatAt: Int64?
+    /// JSON array of the first recorded processing issues.
+    var issues: String?
 
     enum Columns {
         static let id = Column(CodingKeys.id)
@@ -59,11 +65,21 @@ struct DataSourceRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
         return ProcessingStats(cleanedRows: cleanedRows, errors: errorCount ?? 0, warnings: warningCount ?? 0)
     }
 
-    func details(issues: [ProcessingIssue] = []) -> DataSourceDetails {
+    var processingIssues: [ProcessingIssue] {
+        guard let issues, case .array(let items)? = try? JSONParser.parse(issues) else { return [] }
+        return items.compactMap { item in
+            guard let severity = item["severity"]?.stringValue.flatMap(ProcessingIssue.Severity.init(rawValue:)),
+                case .int(let line)? = item["line"], let kind = item["kind"]?.stringValue, let reason = item["reason"]?.stringValue
+            else { return nil }
+            return ProcessingIssue(severity: severity, line: Int(line), column: item["column"]?.stringValue, kind: kind, reason: reason)
+        }
+    }
+
+    var details: DataSourceDetails {
         DataSourceDetails(
             summary: summary, columns: dataColumns, rowCount: rowCount, processingStats: stats,
             errorMessage: status == DataSourceStatus.failed.rawValue ? (errorMessage ?? "processing failed") : nil,
-            issues: issues)
+            issues: processingIssues)
     }
 }
 
@@ -113,6 +129,9 @@ final class Catalog: Sendable {
                 t.column("columns", .text)
                 t.column("options", .text)
                 t.column("estimatedCompletion", .integer)
+                t.column("ownerPid", .integer)
+                t.column("heartbeatAt", .integer)
+                t.column("issues", .text)
             }
             try db.create(index: "datasource_newest", on: DataSourceRecord.databaseTableName, columns: ["uploadedAt", "sequence"])
             try db.create(index: "datasource_status", on: DataSourceRecord.databaseTableName, columns: ["status"])
@@ -143,8 +162,72 @@ final class Catalog: Sendable {
         }
     }
 
+    func delete(_ id: DataSourceID) throws -> DataSourceRecord? {
+        try pool.write { db in
+            guard let record = try DataSourceRecord.fetchOne(db, key: id.rawValue) else { return nil }
+            try record.delete(db)
+            return record
+        }
+    }
+
     func record(_ id: DataSourceID) throws -> DataSourceRecord? {
         try pool.read { db in try DataSourceRecord.fetchOne(db, key: id.rawValue) }
+    }
+
+    func insertNew(_ record: DataSourceRecord) throws -> DataSourceRecord {
+        try pool.write { db in
+            var record = record
+            record.sequence = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(sequence), 0) + 1 FROM datasource") ?? 1
+            try record.insert(db)
+            return record
+        }
+    }
+
+    /// Moves a source out of `processing` and logs the change, in one transaction. Returns
+    /// false when the source is gone or no longer processing (deleted meanwhile).
+    func finishProcessing(_ id: DataSourceID, update: (inout DataSourceRecord) -> Void) throws -> Bool {
+        try pool.write { db in
+            guard var record = try DataSourceRecord.fetchOne(db, key: id.rawValue),
+                record.status == DataSourceStatus.processing.rawValue
+            else { return false }
+            update(&record)
+            record.ownerPid = nil
+            record.heartbeatAt = nil
+            record.estimatedCompletion = nil
+            try record.update(db)
+            try StatusChangeRecord(
+                sequence: nil, datasourceId: id.rawValue, previousStatus: DataSourceStatus.processing.rawValue,
+                status: record.status, committedAt: Timestamp.now().secondsSince1970
+            ).insert(db)
+            return true
+        }
+    }
+
+    func heartbeat(_ id: DataSourceID, estimatedCompletion: Int64?) throws {
+        try pool.write { db in
+            try db.execute(
+                sql: "UPDATE datasource SET heartbeatAt = ?, estimatedCompletion = ? WHERE id = ? AND status = 'processing'",
+                arguments: [Timestamp.now().secondsSince1970, estimatedCompletion, id.rawValue])
+        }
+    }
+
+    /// Claims every source left `processing` by a process that is gone, for this process.
+    func claimOrphans(ownerPid: Int32, isAlive: (Int32) -> Bool, staleAfter seconds: Int64) throws -> [DataSourceRecord] {
+        try pool.write { db in
+            let now = Timestamp.now().secondsSince1970
+            let processing = try DataSourceRecord.filter(DataSourceRecord.Columns.status == DataSourceStatus.processing.rawValue).fetchAll(db)
+            var claimed: [DataSourceRecord] = []
+            for var record in processing {
+                let ownerAlive = record.ownerPid.map { $0 != ownerPid && isAlive($0) } ?? false
+                let fresh = (record.heartbeatAt ?? 0) > now - seconds
+                if ownerAlive && fresh { continue }
+                record.ownerPid = ownerPid
+                record.heartbeatAt = now
+                try record.update(db)
+                claimed.append(record)
+            }
+            return claimed
+        }
     }
 
     func latestChangeSequence() throws -> Int64 {

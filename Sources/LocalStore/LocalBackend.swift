@@ -12,13 +12,22 @@ public final class LocalBackend: DataSourceBackend {
     let catalog: Catalog
     let logger: Logger
     let observers = ObserverList<StatusChange>()
+    let processor: ProcessingScheduler
+    let watcher: ChangeWatcher
+    static let maxInlineBytes = 64 * 1024 * 1024
 
-    public init(root: URL, logger: Logger) throws {
+    public init(root: URL, logger: Logger, maxConcurrentProcessing: Int = 2) throws {
         layout = StoreLayout(root: root)
         try layout.create()
         catalog = try Catalog(path: layout.catalog.path)
         self.logger = logger
+        processor = ProcessingScheduler(maxConcurrent: maxConcurrentProcessing)
+        watcher = try ChangeWatcher(catalog: catalog)
+        watcher.start { [observers] change in observers.emit(change) }
+        try resumeInterruptedProcessing()
     }
+
+    // MARK: Reading
 
     public func list(_ query: ListQuery) async throws -> ListPage {
         try catalog.list(query)
@@ -26,7 +35,11 @@ public final class LocalBackend: DataSourceBackend {
 
     public func details(of id: DataSourceID, maxAge: Int?) async throws -> DataSourceDetails {
         guard let record = try catalog.record(id) else { throw DataSourceError.notFound(id.rawValue) }
-        return record.details()
+        var details = record.details
+        if record.status == DataSourceStatus.processing.rawValue, let rows = processor.rowsSoFar(id) {
+            details.rowCount = rows
+        }
+        return details
     }
 
     public func data(_ query: DataQuery) async throws -> DataPage {
@@ -41,8 +54,164 @@ public final class LocalBackend: DataSourceBackend {
         throw DataSourceError.notFound(id.rawValue)
     }
 
+    // MARK: Upload
+
     public func upload(_ request: UploadRequest, progress: ProgressHandler?) async throws -> DataSourceSummary {
-        throw DataSourceError(.accessDenied)
+        let id = DataSourceID.random()
+        let original = layout.original(id.rawValue)
+        let fileName: String
+        switch request.source {
+        case .path(let path):
+            fileName = try copyOriginal(from: path, to: original)
+        case .inline(let name, let bytes):
+            guard bytes.count <= Self.maxInlineBytes else {
+                throw DataSourceError.invalidParameter(
+                    "content", value: nil, reason: "inline content is limited to 64 MiB decoded; upload by path instead",
+                    extra: ["max": .int(Int64(Self.maxInlineBytes)), "size": .int(Int64(bytes.count))])
+            }
+            fileName = name
+            guard FileManager.default.createFile(atPath: original.path, contents: Data(bytes), attributes: [.posixPermissions: 0o600]) else {
+                throw DataSourceError.invalidParameter("content", value: nil, reason: "the store could not save the content")
+            }
+        }
+        let fileSize = (try? FileManager.default.attributesOfItem(atPath: original.path)[.size] as? Int64) ?? 0
+        let contentType: String
+        if let given = request.contentType?.trimmingCharacters(in: .whitespaces), !given.isEmpty {
+            contentType = given.lowercased()
+        } else {
+            contentType = ContentTypeGuess.guess(fileName: fileName, prefix: (try? SourceInspection.readPrefix(original, count: 8192)) ?? [])
+        }
+        let optionsJSON = String(decoding: (try? JSONEncoder().encode(request.options)) ?? Data("{}".utf8), as: UTF8.self)
+        let now = Timestamp.now()
+        let record: DataSourceRecord
+        do {
+            record = try catalog.insertNew(DataSourceRecord(
+                id: id.rawValue, fileName: fileName, contentType: contentType, fileSize: fileSize,
+                status: DataSourceStatus.processing.rawValue, uploadedAt: now.secondsSince1970, sequence: 0,
+                options: optionsJSON, ownerPid: getpid(), heartbeatAt: now.secondsSince1970))
+        } catch {
+            try? FileManager.default.removeItem(at: original)
+            throw error
+        }
+        startProcessing(record, progress: progress)
+        return record.summary
+    }
+
+    /// Copies the file into the store as a stream (never read whole into memory).
+    private func copyOriginal(from path: String, to destination: URL) throws -> String {
+        guard path.hasPrefix("/") else {
+            throw DataSourceError.invalidParameter("path", value: .string(path), reason: "must be an absolute path")
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw DataSourceError.invalidParameter("path", value: .string(path), reason: "no such file")
+        }
+        guard !isDirectory.boolValue else {
+            throw DataSourceError.invalidParameter("path", value: .string(path), reason: "is a directory, not a file")
+        }
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw DataSourceError.invalidParameter("path", value: .string(path), reason: "the agent cannot read this file")
+        }
+        do {
+            try FileManager.default.copyItem(atPath: path, toPath: destination.path)
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: destination.path)
+        } catch {
+            try? FileManager.default.removeItem(at: destination)
+            throw DataSourceError.invalidParameter("path", value: .string(path), reason: "could not be copied: \(error.localizedDescription)")
+        }
+        return (path as NSString).lastPathComponent
+    }
+
+    // MARK: Processing
+
+    private func startProcessing(_ record: DataSourceRecord, progress: ProgressHandler?) {
+        let id = DataSourceID(record.id)!
+        let options = record.options.flatMap { try? JSONDecoder().decode(ParseOptions.self, from: Data($0.utf8)) } ?? ParseOptions()
+        processor.submit(id: id, fileSize: record.fileSize) { [self] job in
+            process(id: id, contentType: record.contentType, options: options, job: job, progress: progress)
+        }
+    }
+
+    private func process(id: DataSourceID, contentType: String, options: ParseOptions, job: ProcessingJob, progress: ProgressHandler?) {
+        let partial = layout.partialTable(id.rawValue)
+        let final = layout.table(id.rawValue)
+        progress?(0, "Processing")
+        var lastHeartbeat = Date()
+        let outcome: Result<IngestionResult, IngestionFailure>
+        do {
+            let pipeline = try IngestionPipeline(
+                source: layout.original(id.rawValue), contentType: contentType, options: options, output: partial,
+                workDirectory: layout.tables, isCancelled: { job.isCancelled },
+                progress: { [catalog] bytes, rows in
+                    job.update(bytesDone: bytes, rows: rows)
+                    if let total = job.fileSize.nonZero {
+                        progress?(min(0.99, Double(bytes) / Double(total)), "\(rows) rows")
+                    }
+                    if Date().timeIntervalSince(lastHeartbeat) > 1 {
+                        lastHeartbeat = Date()
+                        try? catalog.heartbeat(id, estimatedCompletion: job.estimatedCompletion?.secondsSince1970)
+                    }
+                })
+            outcome = .success(try pipeline.run())
+        } catch is IngestionPipeline.Cancelled {
+            try? FileManager.default.removeItem(at: partial)
+            return
+        } catch let failure as IngestionFailure {
+            outcome = .failure(failure)
+        } catch {
+            outcome = .failure(IngestionFailure("processing failed: \(error)"))
+        }
+        let committed: Bool
+        do {
+            switch outcome {
+            case .success(let result):
+                try? FileManager.default.removeItem(at: final)
+                try FileManager.default.moveItem(at: partial, to: final)
+                committed = try catalog.finishProcessing(id) { record in
+                    record.status = DataSourceStatus.completed.rawValue
+                    record.processedAt = Timestamp.now().secondsSince1970
+                    record.rowCount = result.rowCount
+                    record.cleanedRows = result.stats.cleanedRows
+                    record.errorCount = result.stats.errors
+                    record.warningCount = result.stats.warnings
+                    record.columns = JSONValue.array(result.columns.map(\.json)).jsonText
+                    record.issues = JSONValue.array(result.issues.map(\.json)).jsonText
+                }
+            case .failure(let failure):
+                try? FileManager.default.removeItem(at: partial)
+                logger.info("processing \(id) failed: \(failure.message)")
+                committed = try catalog.finishProcessing(id) { record in
+                    record.status = DataSourceStatus.failed.rawValue
+                    record.processedAt = Timestamp.now().secondsSince1970
+                    record.errorMessage = failure.message
+                    record.rowCount = 0
+                    record.cleanedRows = 0
+                    record.errorCount = 1
+                    record.warningCount = 0
+                }
+            }
+        } catch {
+            logger.error("could not record the outcome of processing \(id): \(error)")
+            committed = false
+        }
+        if !committed {
+            // Deleted while processing: leave nothing behind.
+            try? FileManager.default.removeItem(at: final)
+            try? FileManager.default.removeItem(at: partial)
+        }
+        progress?(1, "Done")
+        watcher.poke()
+    }
+
+    /// Processes again every source a dead process left `processing`, from its original.
+    private func resumeInterruptedProcessing() throws {
+        let orphans = try catalog.claimOrphans(
+            ownerPid: getpid(), isAlive: { kill($0, 0) == 0 || errno == EPERM }, staleAfter: 60)
+        for record in orphans {
+            logger.info("resuming processing of \(record.id) left by an interrupted run")
+            try? FileManager.default.removeItem(at: layout.partialTable(record.id))
+            startProcessing(record, progress: nil)
+        }
     }
 
     public func addStatusObserver(_ observer: @escaping @Sendable (StatusChange) -> Void) -> ObserverToken {
@@ -52,6 +221,21 @@ public final class LocalBackend: DataSourceBackend {
     public func removeObserver(_ token: ObserverToken) {
         observers.remove(token)
     }
+
+    /// Waits until no processing job of this process is running (tests, one-shot import).
+    public func waitForIdle() {
+        processor.waitForIdle()
+    }
+}
+
+extension DataColumn {
+    var json: JSONValue {
+        ["name": .string(name), "type": .string(type.rawValue), "sampleValues": .array(sampleValues)]
+    }
+}
+
+extension Int64 {
+    var nonZero: Int64? { self == 0 ? nil : self }
 }
 
 /// A thread-safe list of callbacks.

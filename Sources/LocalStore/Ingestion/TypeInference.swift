@@ -1,0 +1,101 @@
+import DataSourceDomain
+
+/// What one column's values could all be, narrowed value by value.
+struct ColumnProfile: Sendable {
+    var nonNull = 0
+    var allBoolean = true
+    var allNumber = true
+    /// Date forms every value so far can be read in, except that ISO, year-first, dotted
+    /// and month-name values may mix (each is unambiguous on its own).
+    var allDate = true
+    var sawSlashDate = false
+    var monthDayYearPossible = true
+    var dayMonthYearPossible = true
+    var allDateOrDatetime = true
+    var sawDatetime = false
+
+    mutating func observe(_ value: CellParsing.Bytes) {
+        nonNull += 1
+        if allBoolean, CellParsing.boolean(value) == nil { allBoolean = false }
+        if allNumber, CellParsing.number(value) == nil { allNumber = false }
+        if allDate {
+            let forms = CellParsing.dateForms(value)
+            if forms.isEmpty {
+                allDate = false
+            } else if forms.contains(.monthDayYear) || forms.contains(.dayMonthYear) {
+                sawSlashDate = true
+                if !forms.contains(.monthDayYear) { monthDayYearPossible = false }
+                if !forms.contains(.dayMonthYear) { dayMonthYearPossible = false }
+                if !monthDayYearPossible && !dayMonthYearPossible { allDate = false }
+            }
+        }
+        if allDateOrDatetime {
+            if value.count > 10, CellParsing.datetime(value) != nil {
+                sawDatetime = true
+            } else if !(value.count == 10 && CellParsing.isoDatePrefix(value) != nil) {
+                allDateOrDatetime = false
+            }
+        }
+    }
+
+    /// The narrowest type that holds every value seen.
+    var decision: ColumnDecision {
+        guard nonNull > 0 else { return ColumnDecision(type: .string) }
+        if allBoolean { return ColumnDecision(type: .boolean) }
+        if allNumber { return ColumnDecision(type: .number) }
+        if allDate && !sawDatetime {
+            if sawSlashDate {
+                // Both orders fit every value: the column is ambiguous, so it stays text.
+                if monthDayYearPossible && dayMonthYearPossible { return ColumnDecision(type: .string) }
+                return ColumnDecision(type: .date, slashOrder: monthDayYearPossible ? .monthDayYear : .dayMonthYear)
+            }
+            return ColumnDecision(type: .date)
+        }
+        if allDateOrDatetime && sawDatetime { return ColumnDecision(type: .datetime) }
+        return ColumnDecision(type: .string)
+    }
+}
+
+/// A column's type, and for dates written with slashes, which order they use.
+struct ColumnDecision: Sendable, Equatable {
+    var type: ColumnType
+    var slashOrder: CellParsing.DateForms = []
+}
+
+/// A value converted for storage, or why it does not fit its column's type.
+enum StoredValue {
+    case null
+    case int(Int64)
+    case double(Double)
+    case text(UnsafeBufferPointer<UInt8>)
+    case ownedText(String)
+
+    static func convert(_ value: CellParsing.Bytes, as decision: ColumnDecision, cleaned: inout Bool) -> StoredValue? {
+        switch decision.type {
+        case .string:
+            return .text(value)
+        case .boolean:
+            return CellParsing.boolean(value).map { .int($0 ? 1 : 0) }
+        case .number:
+            guard let (number, wasCleaned) = CellParsing.number(value) else { return nil }
+            cleaned = wasCleaned
+            switch number {
+            case .int(let i): return .int(i)
+            case .double(let d): return .double(d)
+            }
+        case .date:
+            if value.count == 10, let (y, m, d) = CellParsing.isoDatePrefix(value) {
+                return .ownedText(CellParsing.formatDate(y, m, d))
+            }
+            for form in [CellParsing.DateForms.yearFirstSlash, .dotted, .monthName] {
+                if let text = CellParsing.date(value, form: form) { return .ownedText(text) }
+            }
+            if !decision.slashOrder.isEmpty, let text = CellParsing.date(value, form: decision.slashOrder) {
+                return .ownedText(text)
+            }
+            return nil
+        case .datetime:
+            return CellParsing.datetime(value).map { .double($0) }
+        }
+    }
+}
