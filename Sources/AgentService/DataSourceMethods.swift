@@ -24,6 +24,19 @@ extension ServiceSession {
                 return JSONValue.object(try await backend.upload(request, progress: progress?.handler).jsonObject)
             }
         }
+        table.register("datasources/data", params: DataParams.self, description: MethodDocs.data) { params, _ in
+            try await mappingErrors {
+                RawJSON(bytes: try await backend.data(try params.query()).jsonBytes())
+            }
+        }
+        table.register("datasources/delete", params: DeleteParams.self, description: MethodDocs.delete) { params, _ in
+            try await mappingErrors {
+                guard !service.configuration.readOnly else {
+                    throw DataSourceError(.accessDenied, details: ["reason": "the agent runs with --read-only"])
+                }
+                return try await backend.delete(try Validate.datasourceId(params.datasourceId)).json
+            }
+        }
         table.register("datasources/get", params: GetParams.self, description: MethodDocs.get) { params, _ in
             try await mappingErrors {
                 let id = try Validate.datasourceId(params.datasourceId)

@@ -119,3 +119,36 @@ struct UploadParams: Decodable, Sendable {
         }
     }
 }
+
+struct DataParams: Decodable, Sendable {
+    var datasourceId: String
+    var page: Int?
+    var limit: Int?
+    var sort: String?
+    var order: String?
+    var filter: String?
+    var cursor: String?
+
+    func query() throws -> DataQuery {
+        let id = try Validate.datasourceId(datasourceId)
+        var direction = SortDirection.asc
+        if let order {
+            guard let parsed = SortDirection(rawValue: order.lowercased()) else {
+                throw DataSourceError.invalidParameter("order", value: .string(order), reason: "must be asc or desc", extra: ["allowed": ["asc", "desc"]])
+            }
+            direction = parsed
+        }
+        if let filter, filter.count > FilterParser.maxLength {
+            throw DataSourceError.invalidParameter(
+                "filter", value: nil, reason: "longer than \(FilterParser.maxLength) characters", extra: ["max": .int(Int64(FilterParser.maxLength))])
+        }
+        return DataQuery(
+            datasourceId: id, page: try Validate.page(page),
+            limit: try Validate.limit(limit, default: DataQuery.defaultLimit, max: DataQuery.maxLimit),
+            sort: sort?.isEmpty == true ? nil : sort, order: direction, filter: filter, cursor: cursor?.isEmpty == true ? nil : cursor)
+    }
+}
+
+struct DeleteParams: Decodable, Sendable {
+    var datasourceId: String
+}

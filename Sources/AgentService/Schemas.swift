@@ -121,6 +121,41 @@ extension MethodDocs {
         errors: [Schema.error(.invalidParameters), Schema.error(.accessDenied), Schema.error(.unauthorized)])
 }
 
+extension MethodDocs {
+    static let data = MethodDescription(
+        summary: "Rows of a completed data source, filtered, sorted (stable, nulls last) and paginated by page or by cursor.",
+        params: [
+            .init("datasourceId", Schema.uuid, required: true, "The data source's id."),
+            .init("page", Schema.integer(min: 1, default: 1), "Page number, from 1 (ignored with cursor)."),
+            .init("limit", Schema.integer(min: 1, max: DataQuery.maxLimit, default: DataQuery.defaultLimit), "Rows per page."),
+            .init("sort", ["type": "string"], "Column to sort by; default: original order."),
+            .init("order", ["type": "string", "enum": ["asc", "desc"], "default": "asc"], "Sort direction."),
+            .init("filter", ["type": "string", "maxLength": .int(Int64(FilterParser.maxLength))],
+                  "Filter expression, e.g. price > 100 AND (category = 'Toys' OR name CONTAINS 'widget')."),
+            .init("cursor", ["type": "string"], "pagination.nextCursor of the previous page (keyset paging)."),
+        ],
+        result: Schema.object([
+            "data": ["type": "array", "items": ["type": "object"]],
+            "pagination": Schema.object([
+                "page": Schema.integer(min: 1), "limit": Schema.integer(min: 1), "total": Schema.integer(min: 0),
+                "totalPages": Schema.integer(min: 0), "nextCursor": ["type": ["string", "null"]],
+            ], required: ["page", "limit", "total", "totalPages", "nextCursor"]),
+            "columns": ["type": "array", "items": Schema.object(["name": Schema.string, "type": Schema.columnType], required: ["name", "type"])],
+        ], required: ["data", "pagination", "columns"]),
+        errors: [
+            Schema.error(.datasourceNotFound), Schema.error(.processingInProgress), Schema.error(.processingFailed),
+            Schema.error(.invalidParameters), Schema.error(.unauthorized),
+        ])
+
+    static let delete = MethodDescription(
+        summary: "Delete a data source: its metadata, rows, indexes and original file. Stops processing if it is still running.",
+        params: [.init("datasourceId", Schema.uuid, required: true, "The data source's id.")],
+        result: Schema.object([
+            "message": ["type": "string", "const": "Data source deleted successfully"], "datasourceId": Schema.uuid, "deletedAt": Schema.timestamp,
+        ], required: ["message", "datasourceId", "deletedAt"]),
+        errors: [Schema.error(.datasourceNotFound), Schema.error(.accessDenied), Schema.error(.unauthorized)])
+}
+
 /// Builds the OpenRPC document from a method table.
 enum OpenRPCDocument {
     static func make(methods: MethodTable, version: String) -> JSONValue {

@@ -217,7 +217,7 @@ public struct ListPage: Sendable, Equatable {
     }
 }
 
-public enum SortOrder: String, Sendable, Codable { case asc, desc }
+public enum SortDirection: String, Sendable, Codable { case asc, desc }
 
 public struct DataQuery: Sendable {
     public static let defaultLimit = 50
@@ -227,13 +227,13 @@ public struct DataQuery: Sendable {
     public var page: Int
     public var limit: Int
     public var sort: String?
-    public var order: SortOrder
+    public var order: SortDirection
     public var filter: String?
     public var cursor: String?
 
     public init(
         datasourceId: DataSourceID, page: Int = 1, limit: Int = defaultLimit, sort: String? = nil,
-        order: SortOrder = .asc, filter: String? = nil, cursor: String? = nil
+        order: SortDirection = .asc, filter: String? = nil, cursor: String? = nil
     ) {
         self.datasourceId = datasourceId
         self.page = page

@@ -104,6 +104,8 @@ final class Catalog: Sendable {
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // Deleted metadata (names, sample values) must not linger in free pages.
+            try db.execute(sql: "PRAGMA secure_delete = ON")
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         try Self.migrator.migrate(pool)
@@ -168,6 +170,12 @@ final class Catalog: Sendable {
             try record.delete(db)
             return record
         }
+    }
+
+    /// Folds the WAL back into the database file and truncates it, so deleted content is gone
+    /// from disk too.
+    func checkpoint() throws {
+        try pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
     }
 
     func record(_ id: DataSourceID) throws -> DataSourceRecord? {

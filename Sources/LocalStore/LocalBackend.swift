@@ -14,6 +14,8 @@ public final class LocalBackend: DataSourceBackend {
     let observers = ObserverList<StatusChange>()
     let processor: ProcessingScheduler
     let watcher: ChangeWatcher
+    let secret: StoreSecret
+    let queries: QueryEngine
     static let maxInlineBytes = 64 * 1024 * 1024
 
     public init(root: URL, logger: Logger, maxConcurrentProcessing: Int = 2) throws {
@@ -21,6 +23,8 @@ public final class LocalBackend: DataSourceBackend {
         try layout.create()
         catalog = try Catalog(path: layout.catalog.path)
         self.logger = logger
+        secret = try StoreSecret.loadOrCreate(at: layout.secret)
+        queries = QueryEngine(layout: layout, secret: secret)
         processor = ProcessingScheduler(maxConcurrent: maxConcurrentProcessing)
         watcher = try ChangeWatcher(catalog: catalog)
         watcher.start { [observers] change in observers.emit(change) }
@@ -43,11 +47,33 @@ public final class LocalBackend: DataSourceBackend {
     }
 
     public func data(_ query: DataQuery) async throws -> DataPage {
-        throw DataSourceError.notFound(query.datasourceId.rawValue)
+        let id = query.datasourceId
+        guard let record = try catalog.record(id) else { throw DataSourceError.notFound(id.rawValue) }
+        switch DataSourceStatus(rawValue: record.status) {
+        case .processing:
+            let estimate = processor.job(id)?.estimatedCompletion ?? record.estimatedCompletion.map(Timestamp.init(secondsSince1970:))
+            throw DataSourceError.processingInProgress(status: .processing, estimatedCompletion: estimate)
+        case .failed, nil:
+            throw DataSourceError.processingFailed(id: id, message: record.errorMessage ?? "processing failed")
+        case .completed:
+            return try queries.page(query, columns: record.dataColumns ?? [], rowCount: record.rowCount ?? 0)
+        }
     }
 
+    /// Removes the metadata, the rows (their whole file), the sort indexes and the original;
+    /// a source still processing has its processing stopped.
     public func delete(_ id: DataSourceID) async throws -> DeleteReceipt {
-        throw DataSourceError.notFound(id.rawValue)
+        guard try catalog.delete(id) != nil else { throw DataSourceError.notFound(id.rawValue) }
+        processor.cancel(id)
+        queries.forget(id)
+        let fm = FileManager.default
+        for url in [layout.table(id.rawValue), layout.partialTable(id.rawValue), layout.original(id.rawValue)] {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                try? fm.removeItem(atPath: url.path + suffix)
+            }
+        }
+        try? catalog.checkpoint()
+        return DeleteReceipt(datasourceId: id, deletedAt: .now())
     }
 
     public func downloadLink(for id: DataSourceID, expiresIn seconds: Int) async throws -> DownloadLink {

@@ -1,0 +1,279 @@
+import DataSourceDomain
+import Foundation
+import GRDB
+import JSONKit
+import Synchronization
+
+/// Answers `datasources/data` from a completed source's row file: filter compiled to
+/// parameterised SQL, stable nulls-last sorting backed by indexes built on first use,
+/// cached filtered counts, and signed keyset cursors.
+final class QueryEngine: Sendable {
+    let layout: StoreLayout
+    let secret: StoreSecret
+    private let connections = Mutex<[String: DatabaseQueue]>([:])
+    private let countCache = Mutex<[String: Int]>([:])
+
+    init(layout: StoreLayout, secret: StoreSecret) {
+        self.layout = layout
+        self.secret = secret
+    }
+
+    func connection(_ id: DataSourceID) throws -> DatabaseQueue {
+        if let open = connections.withLock({ $0[id.rawValue] }) { return open }
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            db.add(function: Self.containsFunction)
+            db.add(function: Self.startsWithFunction)
+            db.add(function: Self.endsWithFunction)
+            try db.execute(sql: "PRAGMA cache_size = -32768")
+        }
+        let queue = try DatabaseQueue(path: layout.table(id.rawValue).path, configuration: configuration)
+        return connections.withLock { open in
+            if let existing = open[id.rawValue] { return existing }
+            if open.count >= 16, let victim = open.keys.first { open[victim] = nil }
+            open[id.rawValue] = queue
+            return queue
+        }
+    }
+
+    /// Forgets a source's connection and counts (before its file is deleted).
+    func forget(_ id: DataSourceID) {
+        connections.withLock { $0[id.rawValue] = nil }
+        countCache.withLock { cache in cache = cache.filter { !$0.key.hasPrefix(id.rawValue) } }
+    }
+
+    // Text operators fold case beyond ASCII (Unicode lowercase mapping) in Swift, since
+    // SQLite's LIKE and lower() fold ASCII only.
+    static let containsFunction = DatabaseFunction("ds_contains", argumentCount: 2, pure: true) { values in
+        guard let haystack = String.fromDatabaseValue(values[0]), let needle = String.fromDatabaseValue(values[1]) else { return false }
+        return haystack.lowercased().contains(needle)
+    }
+    static let startsWithFunction = DatabaseFunction("ds_startswith", argumentCount: 2, pure: true) { values in
+        guard let haystack = String.fromDatabaseValue(values[0]), let needle = String.fromDatabaseValue(values[1]) else { return false }
+        return haystack.lowercased().hasPrefix(needle)
+    }
+    static let endsWithFunction = DatabaseFunction("ds_endswith", argumentCount: 2, pure: true) { values in
+        guard let haystack = String.fromDatabaseValue(values[0]), let needle = String.fromDatabaseValue(values[1]) else { return false }
+        return haystack.lowercased().hasSuffix(needle)
+    }
+
+    // MARK: Query
+
+    func page(_ query: DataQuery, columns: [DataColumn], rowCount: Int) throws -> DataPage {
+        let names = columns.map(\.name)
+        var sortIndex: Int?
+        if let sort = query.sort {
+            guard let index = names.firstIndex(of: sort) else {
+                throw DataSourceError.invalidParameter(
+                    "sort", value: .string(sort), reason: "no such column", extra: ["allowed": .array(names.map { .string($0) })])
+            }
+            sortIndex = index
+        }
+        var whereSQL = ""
+        var arguments: [DatabaseValue] = []
+        let filterText = query.filter?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        if !filterText.isEmpty {
+            let expression = try FilterParser.parseParameter(filterText, columns: columns)
+            whereSQL = FilterSQL.compile(expression, columns: columns, arguments: &arguments)
+        }
+        let order = query.order
+        let cursorScope = "\(query.datasourceId.rawValue)|\(query.sort ?? "")|\(order.rawValue)|\(filterText)"
+        var page = query.page
+        var keyset: (sql: String, arguments: [DatabaseValue])?
+        if let cursorText = query.cursor {
+            let cursor = try Cursor.decode(cursorText, scope: cursorScope, secret: secret)
+            page = cursor.page
+            keyset = Cursor.condition(cursor, sortColumn: sortIndex, order: order)
+        }
+        let queue = try connection(query.datasourceId)
+        if let sortIndex {
+            try ensureIndex(queue, column: sortIndex, order: order)
+        }
+
+        var conditions: [String] = []
+        var allArguments: [DatabaseValue] = []
+        if !whereSQL.isEmpty { conditions.append("(\(whereSQL))"); allArguments += arguments }
+        if let keyset { conditions.append("(\(keyset.sql))"); allArguments += keyset.arguments }
+        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        let orderClause: String
+        if let sortIndex {
+            orderClause = "ORDER BY (c\(sortIndex) IS NULL), c\(sortIndex) \(order == .asc ? "ASC" : "DESC"), rowid ASC"
+        } else {
+            orderClause = "ORDER BY rowid ASC"
+        }
+        let offset = keyset == nil ? (page - 1) * query.limit : 0
+        let selectList = (["rowid"] + (0..<columns.count).map { "c\($0)" }).joined(separator: ", ")
+        let sql = "SELECT \(selectList) FROM rows \(whereClause) \(orderClause) LIMIT \(query.limit + 1) OFFSET \(offset)"
+
+        let (rows, lastKey, hasMore, total): ([[JSONValue]], (DatabaseValue, Int64)?, Bool, Int) = try queue.read { db in
+            var rows: [[JSONValue]] = []
+            var lastKey: (DatabaseValue, Int64)?
+            var hasMore = false
+            let cursor = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(allArguments))
+            while let row = try cursor.next() {
+                if rows.count == query.limit { hasMore = true; break }
+                var values: [JSONValue] = []
+                values.reserveCapacity(columns.count)
+                for (index, column) in columns.enumerated() {
+                    values.append(Self.json(row[index + 1] as DatabaseValue, type: column.type))
+                }
+                rows.append(values)
+                let sortValue: DatabaseValue = sortIndex.map { row[$0 + 1] as DatabaseValue } ?? .null
+                lastKey = (sortValue, row[0] as Int64)
+            }
+            let total: Int
+            if whereSQL.isEmpty {
+                total = rowCount
+            } else if let cached = countCache.withLock({ $0[cursorScope] }) {
+                total = cached
+            } else {
+                total = try Int.fetchOne(db, sql: "SELECT count(*) FROM rows WHERE \(whereSQL)", arguments: StatementArguments(arguments)) ?? 0
+                countCache.withLock { cache in
+                    if cache.count > 1000 { cache.removeAll() }
+                    cache[cursorScope] = total
+                }
+            }
+            return (rows, lastKey, hasMore, total)
+        }
+        var nextCursor: String?
+        if hasMore, let lastKey {
+            nextCursor = Cursor(page: page + 1, sortValue: lastKey.0, rowid: lastKey.1).encode(scope: cursorScope, secret: secret)
+        }
+        return DataPage(
+            columns: columns.map { DataColumn(name: $0.name, type: $0.type) }, rows: rows,
+            pagination: Pagination(page: page, limit: query.limit, total: total, nextCursor: nextCursor))
+    }
+
+    /// Builds, once, the index that serves `ORDER BY (c IS NULL), c <order>, rowid`.
+    private func ensureIndex(_ queue: DatabaseQueue, column: Int, order: SortDirection) throws {
+        let name = "sort_c\(column)_\(order.rawValue)"
+        let exists = try queue.read { db in
+            try Bool.fetchOne(db, sql: "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", arguments: [name]) ?? false
+        }
+        guard !exists else { return }
+        try queue.write { db in
+            try db.execute(sql: "CREATE INDEX IF NOT EXISTS \(name) ON rows((c\(column) IS NULL), c\(column) \(order == .asc ? "ASC" : "DESC"))")
+        }
+    }
+
+    static func json(_ value: DatabaseValue, type: ColumnType) -> JSONValue {
+        switch value.storage {
+        case .null: return .null
+        case .int64(let i):
+            return type == .boolean ? .bool(i != 0) : .int(i)
+        case .double(let d):
+            return type == .datetime ? .string(CellParsing.formatDatetime(d)) : .double(d)
+        case .string(let s): return .string(s)
+        case .blob(let data): return .string(data.base64EncodedString())
+        }
+    }
+}
+
+/// A keyset position: the last row's sort value and rowid, and the page it ends. Signed with
+/// the store secret and bound to the source, sort, order and filter it was made for.
+struct Cursor {
+    var page: Int
+    var sortValue: DatabaseValue
+    var rowid: Int64
+
+    func encode(scope: String, secret: StoreSecret) -> String {
+        var payload: JSONObject = ["p": .int(Int64(page)), "r": .int(rowid)]
+        switch sortValue.storage {
+        case .null: payload["v"] = .null
+        case .int64(let i): payload["v"] = .int(i)
+        case .double(let d): payload["v"] = .double(d); payload["d"] = true
+        case .string(let s): payload["v"] = .string(s)
+        case .blob: payload["v"] = .null
+        }
+        let body = Data(JSONValue.object(payload).serialized()).base64URLEncoded
+        return body + "." + secret.sign(scope + "|" + body)
+    }
+
+    static func decode(_ text: String, scope: String, secret: StoreSecret) throws -> Cursor {
+        let invalid = DataSourceError.invalidParameter(
+            "cursor", value: .string(text), reason: "not a cursor for this data source, sort, order and filter")
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, secret.verify(scope + "|" + parts[0], signature: String(parts[1])),
+            let data = Data(base64URLEncoded: String(parts[0])),
+            let payload = try? JSONParser.parse(Array(data)),
+            case .int(let page)? = payload["p"], case .int(let rowid)? = payload["r"]
+        else { throw invalid }
+        let value: DatabaseValue
+        switch payload["v"] {
+        case .int(let i)?: value = payload["d"] == .bool(true) ? Double(i).databaseValue : i.databaseValue
+        case .double(let d)?: value = d.databaseValue
+        case .string(let s)?: value = s.databaseValue
+        default: value = .null
+        }
+        return Cursor(page: Int(page), sortValue: value, rowid: rowid)
+    }
+
+    /// Rows strictly after this position in `(c IS NULL), c <order>, rowid` order.
+    static func condition(_ cursor: Cursor, sortColumn: Int?, order: SortDirection) -> (sql: String, arguments: [DatabaseValue]) {
+        guard let sortColumn else { return ("rowid > ?", [cursor.rowid.databaseValue]) }
+        let c = "c\(sortColumn)"
+        if cursor.sortValue.isNull {
+            return ("\(c) IS NULL AND rowid > ?", [cursor.rowid.databaseValue])
+        }
+        let beyond = order == .asc ? ">" : "<"
+        return (
+            "(\(c) IS NOT NULL AND (\(c) \(beyond) ? OR (\(c) = ? AND rowid > ?))) OR \(c) IS NULL",
+            [cursor.sortValue, cursor.sortValue, cursor.rowid.databaseValue]
+        )
+    }
+}
+
+/// Compiles a checked filter to SQL over the `c0…cN` columns. Every value is a bound
+/// parameter; only column positions and fixed operator text are written into the SQL.
+enum FilterSQL {
+    static func compile(_ expression: FilterExpression, columns: [DataColumn], arguments: inout [DatabaseValue]) -> String {
+        func column(_ name: String) -> (String, ColumnType) {
+            let index = columns.firstIndex { $0.name == name }!
+            return ("c\(index)", columns[index].type)
+        }
+        func bind(_ literal: FilterLiteral, _ type: ColumnType) -> DatabaseValue {
+            switch (literal, type) {
+            case (.integer(let i), _): return i.databaseValue
+            case (.number(let d), _): return d.databaseValue
+            case (.bool(let b), _): return (b ? 1 : 0).databaseValue
+            case (.string(let s), .date): return (FilterDates.date(s) ?? s).databaseValue
+            case (.string(let s), .datetime): return (FilterDates.datetime(s) ?? 0).databaseValue
+            case (.string(let s), _): return s.databaseValue
+            case (.null, _): return .null
+            }
+        }
+        switch expression {
+        case .and(let a, let b):
+            return "(\(compile(a, columns: columns, arguments: &arguments)) AND \(compile(b, columns: columns, arguments: &arguments)))"
+        case .or(let a, let b):
+            return "(\(compile(a, columns: columns, arguments: &arguments)) OR \(compile(b, columns: columns, arguments: &arguments)))"
+        case .not(let inner):
+            // SQL's NOT of NULL is NULL; a missing value is simply not matched either way.
+            return "(NOT COALESCE(\(compile(inner, columns: columns, arguments: &arguments)), 0))"
+        case .compare(let name, let op, let value):
+            let (c, type) = column(name)
+            arguments.append(bind(value, type))
+            return "\(c) \(op.rawValue) ?"
+        case .text(let name, let op, let value):
+            let (c, _) = column(name)
+            arguments.append(value.lowercased().databaseValue)
+            switch op {
+            case .contains: return "ds_contains(\(c), ?)"
+            case .startsWith: return "ds_startswith(\(c), ?)"
+            case .endsWith: return "ds_endswith(\(c), ?)"
+            }
+        case .isIn(let name, let values, let negated):
+            let (c, type) = column(name)
+            arguments.append(contentsOf: values.map { bind($0, type) })
+            let list = Array(repeating: "?", count: values.count).joined(separator: ", ")
+            return negated ? "(\(c) IS NOT NULL AND \(c) NOT IN (\(list)))" : "\(c) IN (\(list))"
+        case .isNull(let name, let negated):
+            let (c, _) = column(name)
+            return negated ? "\(c) IS NOT NULL" : "\(c) IS NULL"
+        case .truthy(let name):
+            let (c, _) = column(name)
+            return "\(c) = 1"
+        }
+    }
+}

@@ -1,0 +1,49 @@
+@preconcurrency import Crypto
+import Foundation
+
+/// The per-store key that signs download links and query cursors. Created on first use
+/// with owner-only permissions; shared by every process using the store.
+struct StoreSecret: @unchecked Sendable {
+    let key: SymmetricKey
+
+    static func loadOrCreate(at url: URL) throws -> StoreSecret {
+        if let data = try? Data(contentsOf: url), data.count == 32 {
+            return StoreSecret(key: SymmetricKey(data: data))
+        }
+        let fresh = SymmetricKey(size: .bits256)
+        let bytes = fresh.withUnsafeBytes { Data($0) }
+        // Write-then-link so that two processes racing to create it agree on one key.
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".secret.\(getpid()).\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: temporary.path, contents: bytes, attributes: [.posixPermissions: 0o600])
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        if link(temporary.path, url.path) != 0 && errno != EEXIST {
+            throw CocoaError(.fileWriteUnknown)
+        }
+        guard let data = try? Data(contentsOf: url), data.count == 32 else { throw CocoaError(.fileReadCorruptFile) }
+        return StoreSecret(key: SymmetricKey(data: data))
+    }
+
+    func sign(_ message: String) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Data(message.utf8), using: key)
+        return Data(mac).base64URLEncoded
+    }
+
+    /// Constant-time check of a signature made by `sign`.
+    func verify(_ message: String, signature: String) -> Bool {
+        guard let provided = Data(base64URLEncoded: signature) else { return false }
+        return HMAC<SHA256>.isValidAuthenticationCode(provided, authenticating: Data(message.utf8), using: key)
+    }
+}
+
+extension Data {
+    var base64URLEncoded: String {
+        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    init?(base64URLEncoded text: String) {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        self.init(base64Encoded: base64)
+    }
+}
