@@ -99,7 +99,8 @@ struct Serve: ParsableCommand {
             do {
                 dataBackend = try LocalBackend(root: root, logger: logger)
             } catch {
-                throw ValidationError("cannot open the store at \(root.path): \(error)")
+                logger.critical("cannot open the store at \(root.path): \(error)")
+                throw ExitCode.failure
             }
         case .remote:
             throw ValidationError("--backend remote is not available in this build yet; use --backend local")

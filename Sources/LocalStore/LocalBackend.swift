@@ -19,11 +19,17 @@ public final class LocalBackend: DataSourceBackend {
     static let maxInlineBytes = 64 * 1024 * 1024
 
     public init(root: URL, logger: Logger, maxConcurrentProcessing: Int = 2) throws {
-        layout = StoreLayout(root: root)
+        let layout = StoreLayout(root: root)
+        self.layout = layout
         try layout.create()
-        catalog = try Catalog(path: layout.catalog.path)
+        // Several processes may open a new store at once: creating the catalog, migrating it
+        // and creating the secret happen under an exclusive lock on the store.
+        let (catalog, secret) = try layout.withExclusiveLock {
+            (try Catalog(path: layout.catalog.path), try StoreSecret.loadOrCreate(at: layout.secret))
+        }
+        self.catalog = catalog
+        self.secret = secret
         self.logger = logger
-        secret = try StoreSecret.loadOrCreate(at: layout.secret)
         queries = QueryEngine(layout: layout, secret: secret)
         processor = ProcessingScheduler(maxConcurrent: maxConcurrentProcessing)
         watcher = try ChangeWatcher(catalog: catalog)

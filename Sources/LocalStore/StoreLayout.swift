@@ -29,6 +29,18 @@ public struct StoreLayout: Sendable {
         try fm.setAttributes([.posixPermissions: 0o700], ofItemAtPath: root.path)
     }
 
+    public var lockFile: URL { root.appendingPathComponent(".lock") }
+
+    /// Runs `body` holding an exclusive `flock` on the store's lock file.
+    func withExclusiveLock<T>(_ body: () throws -> T) throws -> T {
+        let fd = open(lockFile.path, O_RDWR | O_CREAT, 0o600)
+        guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission) }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+        defer { flock(fd, LOCK_UN) }
+        return try body()
+    }
+
     /// `$XDG_DATA_HOME/datasource-agent`, else `~/.local/share/datasource-agent`.
     public static func defaultRoot(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
         if let xdg = environment["XDG_DATA_HOME"], !xdg.isEmpty {

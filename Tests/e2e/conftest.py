@@ -25,3 +25,34 @@ def lsp_agent(store: Path):
     with Agent(store, framing="lsp") as a:
         a.initialize()
         yield a
+
+
+def upload_and_wait(agent, timeout=60, **params):
+    """Uploads and returns (upload result, the statusChanged notification for it)."""
+    result = agent.call("datasources/upload", params)
+    assert result["status"] == "processing" and result["processedAt"] is None
+    note = agent.wait_notification(
+        "datasources/statusChanged", lambda p: p["datasourceId"] == result["datasourceId"], timeout=timeout)
+    return result, note
+
+
+def all_rows(agent, datasource_id, **params):
+    rows = []
+    params = {"datasourceId": datasource_id, "limit": 1000, **params}
+    while True:
+        page = agent.call("datasources/data", params)
+        rows.extend(page["data"])
+        cursor = page["pagination"]["nextCursor"]
+        if not cursor:
+            return rows
+        params["cursor"] = cursor
+
+
+@pytest.fixture
+def upload():
+    return upload_and_wait
+
+
+@pytest.fixture
+def rows():
+    return all_rows

@@ -194,7 +194,7 @@ final class IngestionPipeline {
         for column in 0..<min(record.fieldCount, profiles.count) {
             record.withField(column) { raw in
                 let value = CellParsing.trimmed(raw)
-                if !CellParsing.isNullToken(value, extra: extraNulls) { profiles[column].observe(value) }
+                if !CellParsing.isNullToken(value, extra: extraNulls) { profiles[column].observe(value, textOnly: record.isTextOnly(column)) }
             }
         }
     }
@@ -255,6 +255,9 @@ final class IngestionPipeline {
                     let value = CellParsing.trimmed(UnsafeBufferPointer(rebasing: buffer[start..<record.ends[column]]))
                     if CellParsing.isNullToken(value, extra: extraNulls) { writer.bindNull(index); continue }
                     var cleaned = false
+                    if record.isTextOnly(column), decisions[column].type == .number || decisions[column].type == .boolean {
+                        throw DoesNotFit(column: column)
+                    }
                     guard let stored = StoredValue.convert(value, as: decisions[column], cleaned: &cleaned) else {
                         throw DoesNotFit(column: column)
                     }

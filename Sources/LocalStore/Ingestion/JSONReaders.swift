@@ -66,7 +66,13 @@ struct JSONArrayReader: RecordReader {
             case 0x5B: return (true, start + 1)
             case 0x7B:
                 // `{"data": [...]}`: use the single array of objects inside, if there is one.
-                if let (value, _) = try? JSONParser.parseValue(in: b, at: start), case .object(let object) = value {
+                let parsed: JSONValue
+                do {
+                    parsed = try JSONParser.parseValue(in: b, at: start).0
+                } catch let error as JSONParseError {
+                    throw IngestionFailure("invalid JSON: \(error.reason) at byte \(error.offset)")
+                }
+                if case .object(let object) = parsed {
                     let arrays = object.entries.filter { if case .array(let a) = $0.value, a.contains(where: { $0.objectValue != nil }) { true } else { false } }
                     if arrays.count == 1, let inner = Self.findArrayStart(in: b, from: start, key: arrays[0].key) {
                         return (true, inner)
@@ -214,7 +220,12 @@ func fill(_ record: inout Record, from object: JSONObject, columns: ColumnCollec
     for (name, value) in row {
         if let position = columns.position(of: name) { cells[position] = JSONFlattening.cellText(value) }
     }
+    var textOnly = [Bool](repeating: false, count: columns.names.count)
+    for (name, value) in row {
+        if case .string = value, let position = columns.position(of: name) { textOnly[position] = true }
+    }
     for cell in cells { record.appendField(cell) }
+    record.textOnly = textOnly
 }
 
 /// JSON Lines: one object per line; blank lines skipped; a line that is not an object is an

@@ -9,6 +9,11 @@ struct Record {
     var line = 0
     /// Why the record could not be read whole; such a record is counted as an error and skipped.
     var problem: String?
+    /// Per field, whether the source typed it as text (a JSON string): such a value is never
+    /// read as a number or a boolean. Empty for formats without types.
+    var textOnly: [Bool] = []
+
+    func isTextOnly(_ index: Int) -> Bool { index < textOnly.count && textOnly[index] }
 
     var fieldCount: Int { ends.count }
 
@@ -16,6 +21,7 @@ struct Record {
         bytes.removeAll(keepingCapacity: true)
         ends.removeAll(keepingCapacity: true)
         problem = nil
+        if !textOnly.isEmpty { textOnly.removeAll(keepingCapacity: true) }
     }
 
     mutating func endField() { ends.append(bytes.count) }

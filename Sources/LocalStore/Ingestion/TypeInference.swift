@@ -14,8 +14,12 @@ struct ColumnProfile: Sendable {
     var allDateOrDatetime = true
     var sawDatetime = false
 
-    mutating func observe(_ value: CellParsing.Bytes) {
+    mutating func observe(_ value: CellParsing.Bytes, textOnly: Bool = false) {
         nonNull += 1
+        if textOnly {
+            allBoolean = false
+            allNumber = false
+        }
         if allBoolean, CellParsing.boolean(value) == nil { allBoolean = false }
         if allNumber, CellParsing.number(value) == nil { allNumber = false }
         if allDate {
