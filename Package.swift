@@ -44,6 +44,7 @@ let package = Package(
             name: "DownloadListener",
             dependencies: [
                 "DataSourceDomain",
+                "JSONKit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]

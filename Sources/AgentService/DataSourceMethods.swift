@@ -37,6 +37,12 @@ extension ServiceSession {
                 return try await backend.delete(try Validate.datasourceId(params.datasourceId)).json
             }
         }
+        table.register("datasources/download", params: DownloadParams.self, description: MethodDocs.download) { params, _ in
+            try await mappingErrors {
+                let id = try Validate.datasourceId(params.datasourceId)
+                return try await backend.downloadLink(for: id, expiresIn: try params.expiry()).json
+            }
+        }
         table.register("datasources/get", params: GetParams.self, description: MethodDocs.get) { params, _ in
             try await mappingErrors {
                 let id = try Validate.datasourceId(params.datasourceId)

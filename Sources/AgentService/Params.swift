@@ -152,3 +152,21 @@ struct DataParams: Decodable, Sendable {
 struct DeleteParams: Decodable, Sendable {
     var datasourceId: String
 }
+
+struct DownloadParams: Decodable, Sendable {
+    static let defaultExpiry = 3600
+    static let maxExpiry = 86400
+
+    var datasourceId: String
+    var expiresIn: Int?
+
+    func expiry() throws -> Int {
+        guard let expiresIn else { return Self.defaultExpiry }
+        guard (1...Self.maxExpiry).contains(expiresIn) else {
+            throw DataSourceError.invalidParameter(
+                "expiresIn", value: .int(Int64(expiresIn)), reason: "must be between 1 and \(Self.maxExpiry) seconds",
+                extra: ["min": 1, "max": .int(Int64(Self.maxExpiry))])
+        }
+        return expiresIn
+    }
+}

@@ -156,6 +156,20 @@ extension MethodDocs {
         errors: [Schema.error(.datasourceNotFound), Schema.error(.accessDenied), Schema.error(.unauthorized)])
 }
 
+extension MethodDocs {
+    static let download = MethodDescription(
+        summary: "A signed, expiring URL on the agent's loopback HTTP listener that serves the original file.",
+        params: [
+            .init("datasourceId", Schema.uuid, required: true, "The data source's id."),
+            .init("expiresIn", Schema.integer(min: 1, max: 86400, default: 3600), "Seconds until the link expires."),
+        ],
+        result: Schema.object([
+            "downloadUrl": ["type": "string", "format": "uri"], "fileName": Schema.string, "expiresAt": Schema.timestamp,
+            "fileSize": Schema.integer(min: 0),
+        ], required: ["downloadUrl", "fileName", "expiresAt", "fileSize"]),
+        errors: [Schema.error(.datasourceNotFound), Schema.error(.invalidParameters), Schema.error(.unauthorized)])
+}
+
 /// Builds the OpenRPC document from a method table.
 enum OpenRPCDocument {
     static func make(methods: MethodTable, version: String) -> JSONValue {

@@ -58,3 +58,37 @@ public struct ObserverToken: Sendable, Hashable {
     public let rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }
 }
+
+/// An original file a download link may serve.
+public struct DownloadableFile: Sendable {
+    public var path: String
+    public var fileName: String
+    public var contentType: String
+    public var size: Int64
+
+    public init(path: String, fileName: String, contentType: String, size: Int64) {
+        self.path = path
+        self.fileName = fileName
+        self.contentType = contentType
+        self.size = size
+    }
+}
+
+public enum DownloadAuthorization: Sendable {
+    case granted(DownloadableFile)
+    /// A tampered, malformed or expired link.
+    case forbidden(reason: String)
+    /// A valid link to a data source that no longer exists.
+    case notFound(datasourceId: String)
+}
+
+/// Decides whether a signed download request may be served, and what it serves.
+public protocol DownloadAuthority: Sendable {
+    func authorize(method: String, path: String, expires: String?, signature: String?) -> DownloadAuthorization
+}
+
+/// The HTTP listener that serves download links; started on first use.
+public protocol DownloadOrigin: Sendable {
+    /// `http://127.0.0.1:PORT`, once the listener is accepting connections.
+    func origin() async throws -> String
+}

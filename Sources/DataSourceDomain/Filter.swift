@@ -186,8 +186,8 @@ enum Lexer {
                         guard k > expStart else { throw FilterError(position: j, reason: "invalid exponent") }
                         j = k
                     }
-                    if j < chars.count, chars[j].isLetter || chars[j] == "_" {
-                        throw FilterError(position: j, reason: "invalid number")
+                    if j < chars.count, chars[j].isLetter || chars[j] == "_" || chars[j] == "." {
+                        throw FilterError(position: start, reason: "invalid number")
                     }
                     tokens.append(Token(kind: .number(String(chars[i..<j])), position: start))
                     i = j

@@ -1,6 +1,7 @@
 import AgentService
 import ArgumentParser
 import DataSourceDomain
+import DownloadListener
 import Foundation
 import JSONRPC
 import LocalStore
@@ -81,6 +82,18 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Largest message accepted, in bytes (default 64 MiB).", valueName: "N"))
     var maxMessageBytes: Int = 64 * 1024 * 1024
 
+    @Option(name: .long, help: ArgumentHelp("Port of the loopback download listener; 0 = ephemeral (env DATASOURCE_AGENT_DOWNLOAD_PORT).", valueName: "PORT"))
+    var downloadPort: Int?
+
+    func downloadPortValue() throws -> Int {
+        let text = downloadPort.map(String.init) ?? storeOptions.environment["DATASOURCE_AGENT_DOWNLOAD_PORT"] ?? "0"
+        guard let port = Int(text), (0...65535).contains(port) else {
+            FileHandle.standardError.write(Data("Error: --download-port must be 0...65535\n".utf8))
+            throw ExitCode.validationFailure
+        }
+        return port
+    }
+
     func validate() throws {
         guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
     }
@@ -97,7 +110,11 @@ struct Serve: ParsableCommand {
         case .local:
             let root = storeOptions.storeURL()
             do {
-                dataBackend = try LocalBackend(root: root, logger: logger)
+                let local = try LocalBackend(root: root, logger: logger)
+                local.attachDownloadServer(DownloadServer(authority: local, port: try downloadPortValue(), logger: logger))
+                dataBackend = local
+            } catch let exit as ExitCode {
+                throw exit
             } catch {
                 logger.critical("cannot open the store at \(root.path): \(error)")
                 throw ExitCode.failure

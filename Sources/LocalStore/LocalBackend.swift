@@ -16,6 +16,7 @@ public final class LocalBackend: DataSourceBackend {
     let watcher: ChangeWatcher
     let secret: StoreSecret
     let queries: QueryEngine
+    private let downloadServer = Mutex<(any DownloadOrigin)?>(nil)
     static let maxInlineBytes = 64 * 1024 * 1024
 
     public init(root: URL, logger: Logger, maxConcurrentProcessing: Int = 2) throws {
@@ -83,7 +84,27 @@ public final class LocalBackend: DataSourceBackend {
     }
 
     public func downloadLink(for id: DataSourceID, expiresIn seconds: Int) async throws -> DownloadLink {
-        throw DataSourceError.notFound(id.rawValue)
+        guard let record = try catalog.record(id) else { throw DataSourceError.notFound(id.rawValue) }
+        guard let server = downloadServer.withLock({ $0 }) else {
+            throw DataSourceError(.accessDenied, details: ["reason": "download links are not available in this process"])
+        }
+        let origin = try await server.origin()
+        let expiresAt = Timestamp.now().adding(seconds: Int64(seconds))
+        let path = "/downloads/\(id.rawValue)"
+        let signature = secret.sign(Self.downloadMessage(method: "GET", path: path, expires: expiresAt.secondsSince1970))
+        return DownloadLink(
+            downloadUrl: "\(origin)\(path)?expires=\(expiresAt.secondsSince1970)&signature=\(signature)",
+            fileName: record.fileName, expiresAt: expiresAt, fileSize: record.fileSize)
+    }
+
+    /// What a download signature covers: the method, the path and the expiry.
+    static func downloadMessage(method: String, path: String, expires: Int64) -> String {
+        "\(method)\n\(path)\n\(expires)"
+    }
+
+    /// Connects the listener that serves download links (wired by the executable).
+    public func attachDownloadServer(_ server: any DownloadOrigin) {
+        downloadServer.withLock { $0 = server }
     }
 
     // MARK: Upload
@@ -289,5 +310,28 @@ final class ObserverList<Event: Sendable>: Sendable {
     func emit(_ event: Event) {
         let observers = state.withLock { Array($0.observers.values) }
         for observer in observers { observer(event) }
+    }
+}
+
+extension LocalBackend: DownloadAuthority {
+    /// Signature first (constant-time), then expiry, then existence: a valid link to a deleted
+    /// source is a 404, anything forged or stale a 403.
+    public func authorize(method: String, path: String, expires: String?, signature: String?) -> DownloadAuthorization {
+        guard let expires, let expiry = Int64(expires), let signature else {
+            return .forbidden(reason: "the link is missing its signature or expiry")
+        }
+        guard secret.verify(Self.downloadMessage(method: method, path: path, expires: expiry), signature: signature) else {
+            return .forbidden(reason: "the link's signature is invalid")
+        }
+        guard Timestamp.now().secondsSince1970 <= expiry else {
+            return .forbidden(reason: "the link has expired")
+        }
+        let idText = String(path.split(separator: "/").last ?? "")
+        guard let id = DataSourceID(idText), let record = try? catalog.record(id) else {
+            return .notFound(datasourceId: idText)
+        }
+        let original = layout.original(id.rawValue)
+        guard FileManager.default.fileExists(atPath: original.path) else { return .notFound(datasourceId: idText) }
+        return .granted(DownloadableFile(path: original.path, fileName: record.fileName, contentType: record.contentType, size: record.fileSize))
     }
 }

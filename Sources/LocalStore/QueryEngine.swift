@@ -249,8 +249,9 @@ enum FilterSQL {
         case .or(let a, let b):
             return "(\(compile(a, columns: columns, arguments: &arguments)) OR \(compile(b, columns: columns, arguments: &arguments)))"
         case .not(let inner):
-            // SQL's NOT of NULL is NULL; a missing value is simply not matched either way.
-            return "(NOT COALESCE(\(compile(inner, columns: columns, arguments: &arguments)), 0))"
+            // SQL semantics: a comparison with a missing value is unknown, and so is its NOT, so
+            // neither `x > 1` nor `NOT x > 1` matches a null (IS NULL does).
+            return "(NOT \(compile(inner, columns: columns, arguments: &arguments)))"
         case .compare(let name, let op, let value):
             let (c, type) = column(name)
             arguments.append(bind(value, type))

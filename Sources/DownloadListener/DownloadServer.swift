@@ -1,0 +1,162 @@
+import DataSourceDomain
+import Foundation
+import Hummingbird
+import JSONKit
+import Logging
+
+/// The loopback HTTP listener for signed download links. It serves `GET` and `HEAD` of
+/// `/downloads/{id}` (with `Range`) and nothing else, and binds 127.0.0.1 only. It starts
+/// on the first `datasources/download` and runs while the agent runs.
+public actor DownloadServer: DownloadOrigin {
+    private let authority: any DownloadAuthority
+    private let port: Int
+    private let logger: Logger
+    private var started: Task<String, any Error>?
+    private var serverTask: Task<Void, Never>?
+
+    public init(authority: any DownloadAuthority, port: Int = 0, logger: Logger) {
+        self.authority = authority
+        self.port = port
+        self.logger = logger
+    }
+
+    public func origin() async throws -> String {
+        if let started { return try await started.value }
+        let task = Task { try await self.launch() }
+        started = task
+        do {
+            return try await task.value
+        } catch {
+            started = nil
+            throw error
+        }
+    }
+
+    private func launch() async throws -> String {
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let router = Router()
+        let authority = self.authority
+        router.get("/downloads/:id") { request, context in
+            try await Self.serve(request, context: context, authority: authority, headOnly: false)
+        }
+        router.head("/downloads/:id") { request, context in
+            try await Self.serve(request, context: context, authority: authority, headOnly: true)
+        }
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: nil),
+            onServerRunning: { channel in
+                continuation.yield(channel.localAddress?.port ?? 0)
+                continuation.finish()
+            },
+            logger: logger)
+        serverTask = Task { [logger] in
+            do {
+                // `run` rather than `runService`: the agent owns signal handling.
+                try await app.run()
+            } catch {
+                logger.error("download listener stopped: \(error)")
+            }
+            continuation.finish()
+        }
+        for await port in ports where port > 0 {
+            logger.info("download listener on http://127.0.0.1:\(port)")
+            return "http://127.0.0.1:\(port)"
+        }
+        throw DownloadServerError.couldNotStart
+    }
+
+    enum DownloadServerError: Error { case couldNotStart }
+
+    static func serve(_ request: Request, context: BasicRequestContext, authority: any DownloadAuthority, headOnly: Bool) async throws -> Response {
+        let query = request.uri.queryParameters
+        let decision = authority.authorize(
+            method: "GET", path: request.uri.path,
+            expires: query.get("expires"), signature: query.get("signature"))
+        switch decision {
+        case .forbidden(let reason):
+            return json(.forbidden, [
+                "error": "Insufficient permissions", "code": "ACCESS_DENIED",
+                "details": ["reason": .string(reason)],
+            ])
+        case .notFound(let id):
+            return json(.notFound, [
+                "error": "Data source not found", "code": "DATASOURCE_NOT_FOUND", "details": ["datasourceId": .string(id)],
+            ])
+        case .granted(let file):
+            return try await send(file, request: request, context: context, headOnly: headOnly)
+        }
+    }
+
+    static func send(_ file: DownloadableFile, request: Request, context: BasicRequestContext, headOnly: Bool) async throws -> Response {
+        var headers: HTTPFields = [
+            .contentType: file.contentType,
+            .contentDisposition: contentDisposition(file.fileName),
+            .acceptRanges: "bytes",
+            .cacheControl: "private, no-store",
+        ]
+        var status = HTTPResponse.Status.ok
+        var range: ClosedRange<Int>? = file.size > 0 ? 0...Int(file.size - 1) : nil
+        if let header = request.headers[.range] {
+            switch byteRange(header, size: Int(file.size)) {
+            case .some(.some(let requested)):
+                range = requested
+                status = .partialContent
+                headers[.contentRange] = "bytes \(requested.lowerBound)-\(requested.upperBound)/\(file.size)"
+            case .some(.none):
+                var unsatisfiable: HTTPFields = [.contentRange: "bytes */\(file.size)"]
+                unsatisfiable[.contentLength] = "0"
+                return Response(status: .rangeNotSatisfiable, headers: unsatisfiable)
+            case .none:
+                break  // A Range header we do not understand is ignored, as RFC 9110 allows.
+            }
+        }
+        let length = range.map { $0.count } ?? 0
+        headers[.contentLength] = String(length)
+        guard !headOnly, let range else {
+            return Response(status: status, headers: headers, body: ResponseBody())
+        }
+        let body = try await FileIO().loadFile(path: file.path, range: range, context: context)
+        return Response(status: status, headers: headers, body: body)
+    }
+
+    /// nil: no usable single range (serve the whole file); .some(nil): unsatisfiable.
+    static func byteRange(_ header: String, size: Int) -> ClosedRange<Int>?? {
+        let value = header.trimmingCharacters(in: .whitespaces)
+        guard value.lowercased().hasPrefix("bytes="), !value.contains(",") else { return nil }
+        let spec = value.dropFirst(6).trimmingCharacters(in: .whitespaces)
+        let parts = spec.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return nil }
+        let first = parts[0].trimmingCharacters(in: .whitespaces)
+        let last = parts[1].trimmingCharacters(in: .whitespaces)
+        if first.isEmpty {
+            guard let suffix = Int(last) else { return nil }
+            guard suffix > 0, size > 0 else { return .some(nil) }
+            return .some(max(0, size - suffix)...(size - 1))
+        }
+        guard let start = Int(first) else { return nil }
+        guard start < size else { return .some(nil) }
+        if last.isEmpty { return .some(start...(size - 1)) }
+        guard let end = Int(last), end >= start else { return nil }
+        return .some(start...min(end, size - 1))
+    }
+
+    /// RFC 6266: an ASCII `filename` fallback and the exact name as `filename*` (RFC 8187).
+    static func contentDisposition(_ name: String) -> String {
+        let fallback = String(name.unicodeScalars.map { scalar -> Character in
+            scalar.isASCII && scalar.value >= 0x20 && scalar != "\"" && scalar != "\\" ? Character(scalar) : "_"
+        })
+        var allowed = CharacterSet.alphanumerics.intersection(CharacterSet(charactersIn: Unicode.Scalar(0)...Unicode.Scalar(127)))
+        allowed.insert(charactersIn: "!#$&+-.^_`|~")
+        let encoded = name.addingPercentEncoding(withAllowedCharacters: allowed) ?? fallback
+        return "attachment; filename=\"\(fallback)\"; filename*=UTF-8''\(encoded)"
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ body: JSONValue) -> Response {
+        let bytes = body.serialized()
+        return Response(
+            status: status,
+            headers: [.contentType: "application/json", .contentLength: String(bytes.count)],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}
