@@ -229,6 +229,7 @@ final class IngestionPipeline {
             if issues.count < Self.keptIssues { issues.append((line, column, severity.rawValue, kind, reason)) }
         }
         var samples = [[JSONValue]](repeating: [], count: names.count)
+        var sampleBytes = [[[UInt8]]](repeating: [], count: names.count)
         var rows = 0
         var record = Record()
         var first = true
@@ -271,7 +272,10 @@ final class IngestionPipeline {
                     case .text(let bytes): writer.bind(index, borrowedText: bytes)
                     case .ownedText(let text): writer.bind(index, text: text)
                     }
-                    if samples[column].count < 3 {
+                    // First three distinct values, compared as raw bytes so that a column with few
+                    // distinct values costs no conversion per row.
+                    if samples[column].count < 3, !sampleBytes[column].contains(where: { $0.elementsEqual(value) }) {
+                        sampleBytes[column].append(Array(value))
                         let json = Self.json(stored, type: decisions[column].type)
                         if !samples[column].contains(json) { samples[column].append(json) }
                     }

@@ -88,9 +88,8 @@ enum StoredValue {
             case .double(let d): return .double(d)
             }
         case .date:
-            if value.count == 10, let (y, m, d) = CellParsing.isoDatePrefix(value) {
-                return .ownedText(CellParsing.formatDate(y, m, d))
-            }
+            // A valid ISO date is already in the stored form.
+            if value.count == 10, CellParsing.isoDatePrefix(value) != nil { return .text(value) }
             for form in [CellParsing.DateForms.yearFirstSlash, .dotted, .monthName] {
                 if let text = CellParsing.date(value, form: form) { return .ownedText(text) }
             }
