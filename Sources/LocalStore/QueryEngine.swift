@@ -80,47 +80,59 @@ final class QueryEngine: Sendable {
         let order = query.order
         let cursorScope = "\(query.datasourceId.rawValue)|\(query.sort ?? "")|\(order.rawValue)|\(filterText)"
         var page = query.page
-        var keyset: (sql: String, arguments: [DatabaseValue])?
+        var cursor: Cursor?
         if let cursorText = query.cursor {
-            let cursor = try Cursor.decode(cursorText, scope: cursorScope, secret: secret)
-            page = cursor.page
-            keyset = Cursor.condition(cursor, sortColumn: sortIndex, order: order)
+            cursor = try Cursor.decode(cursorText, scope: cursorScope, secret: secret)
+            page = cursor!.page
         }
         let queue = try connection(query.datasourceId)
         if let sortIndex {
             try ensureIndex(queue, column: sortIndex, order: order)
         }
 
-        var conditions: [String] = []
-        var allArguments: [DatabaseValue] = []
-        if !whereSQL.isEmpty { conditions.append("(\(whereSQL))"); allArguments += arguments }
-        if let keyset { conditions.append("(\(keyset.sql))"); allArguments += keyset.arguments }
-        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
-        let orderClause: String
-        if let sortIndex {
-            orderClause = "ORDER BY (c\(sortIndex) IS NULL), c\(sortIndex) \(order == .asc ? "ASC" : "DESC"), rowid ASC"
-        } else {
-            orderClause = "ORDER BY rowid ASC"
-        }
-        let offset = keyset == nil ? (page - 1) * query.limit : 0
         let selectList = (["rowid"] + (0..<columns.count).map { "c\($0)" }).joined(separator: ", ")
-        let sql = "SELECT \(selectList) FROM rows \(whereClause) \(orderClause) LIMIT \(query.limit + 1) OFFSET \(offset)"
+        let want = query.limit + 1
+        let offset = (page - 1) * query.limit
+        let segments = Self.segments(sortColumn: sortIndex, order: order, cursor: cursor)
 
         let (rows, lastKey, hasMore, total): ([[JSONValue]], (DatabaseValue, Int64)?, Bool, Int) = try queue.read { db in
             var rows: [[JSONValue]] = []
             var lastKey: (DatabaseValue, Int64)?
             var hasMore = false
-            let cursor = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(allArguments))
-            while let row = try cursor.next() {
-                if rows.count == query.limit { hasMore = true; break }
-                var values: [JSONValue] = []
-                values.reserveCapacity(columns.count)
-                for (index, column) in columns.enumerated() {
-                    values.append(Self.json(row[index + 1] as DatabaseValue, type: column.type))
+            var remainingOffset = cursor == nil ? offset : 0
+            // Each segment is one index range in key order; together they are the whole order.
+            for (index, segment) in segments.enumerated() where !hasMore {
+                var conditions = [segment.condition]
+                var segmentArguments = segment.arguments
+                if !whereSQL.isEmpty {
+                    conditions.insert("(\(whereSQL))", at: 0)
+                    segmentArguments = arguments + segmentArguments
                 }
-                rows.append(values)
-                let sortValue: DatabaseValue = sortIndex.map { row[$0 + 1] as DatabaseValue } ?? .null
-                lastKey = (sortValue, row[0] as Int64)
+                let sql = "SELECT \(selectList) FROM rows WHERE \(conditions.joined(separator: " AND ")) \(segment.orderBy) LIMIT \(want - rows.count) OFFSET \(remainingOffset)"
+                let fetched = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(segmentArguments))
+                var fetchedCount = 0
+                while let row = try fetched.next() {
+                    fetchedCount += 1
+                    if rows.count == query.limit { hasMore = true; break }
+                    var values: [JSONValue] = []
+                    values.reserveCapacity(columns.count)
+                    for (index, column) in columns.enumerated() {
+                        values.append(Self.json(row[index + 1] as DatabaseValue, type: column.type))
+                    }
+                    rows.append(values)
+                    let sortValue: DatabaseValue = sortIndex.map { row[$0 + 1] as DatabaseValue } ?? .null
+                    lastKey = (sortValue, row[0] as Int64)
+                }
+                if remainingOffset > 0 && index + 1 < segments.count {
+                    if fetchedCount > 0 {
+                        remainingOffset = 0
+                    } else {
+                        // The offset lies beyond this segment: skip as many rows as it holds.
+                        let countSQL = "SELECT count(*) FROM rows WHERE \(conditions.joined(separator: " AND "))"
+                        let inSegment = try Int.fetchOne(db, sql: countSQL, arguments: StatementArguments(segmentArguments)) ?? 0
+                        remainingOffset = max(0, remainingOffset - inSegment)
+                    }
+                }
             }
             let total: Int
             if whereSQL.isEmpty {
@@ -145,7 +157,42 @@ final class QueryEngine: Sendable {
             pagination: Pagination(page: page, limit: query.limit, total: total, nextCursor: nextCursor))
     }
 
-    /// Builds, once, the index that serves `ORDER BY (c IS NULL), c <order>, rowid`.
+    struct Segment {
+        var condition: String
+        var arguments: [DatabaseValue]
+        var orderBy: String
+    }
+
+    /// The order `(c IS NULL), c <order>, rowid` as consecutive index ranges, each served by
+    /// the index on `c <order>` (whose entries end with the rowid): the non-null values, then
+    /// the nulls. After a cursor: the rest of its value's ties, the values beyond it, the nulls.
+    static func segments(sortColumn: Int?, order: SortDirection, cursor: Cursor?) -> [Segment] {
+        guard let sortColumn else {
+            if let cursor { return [Segment(condition: "rowid > ?", arguments: [cursor.rowid.databaseValue], orderBy: "ORDER BY rowid")] }
+            return [Segment(condition: "1", arguments: [], orderBy: "ORDER BY rowid")]
+        }
+        let c = "c\(sortColumn)"
+        let direction = order == .asc ? "ASC" : "DESC"
+        let byValue = "ORDER BY \(c) \(direction), rowid ASC"
+        let nulls = "\(c) IS NULL"
+        guard let cursor else {
+            return [
+                Segment(condition: "\(c) IS NOT NULL", arguments: [], orderBy: byValue),
+                Segment(condition: nulls, arguments: [], orderBy: "ORDER BY rowid"),
+            ]
+        }
+        let rowid = cursor.rowid.databaseValue
+        if cursor.sortValue.isNull {
+            return [Segment(condition: "\(nulls) AND rowid > ?", arguments: [rowid], orderBy: "ORDER BY rowid")]
+        }
+        return [
+            Segment(condition: "\(c) = ? AND rowid > ?", arguments: [cursor.sortValue, rowid], orderBy: "ORDER BY rowid"),
+            Segment(condition: "\(c) \(order == .asc ? ">" : "<") ?", arguments: [cursor.sortValue], orderBy: byValue),
+            Segment(condition: nulls, arguments: [], orderBy: "ORDER BY rowid"),
+        ]
+    }
+
+    /// Builds, once, the index on `c <order>` that serves sorting by that column.
     private func ensureIndex(_ queue: DatabaseQueue, column: Int, order: SortDirection) throws {
         let name = "sort_c\(column)_\(order.rawValue)"
         let exists = try queue.read { db in
@@ -153,7 +200,7 @@ final class QueryEngine: Sendable {
         }
         guard !exists else { return }
         try queue.write { db in
-            try db.execute(sql: "CREATE INDEX IF NOT EXISTS \(name) ON rows((c\(column) IS NULL), c\(column) \(order == .asc ? "ASC" : "DESC"))")
+            try db.execute(sql: "CREATE INDEX IF NOT EXISTS \(name) ON rows(c\(column) \(order == .asc ? "ASC" : "DESC"))")
         }
     }
 
@@ -207,20 +254,6 @@ struct Cursor {
         default: value = .null
         }
         return Cursor(page: Int(page), sortValue: value, rowid: rowid)
-    }
-
-    /// Rows strictly after this position in `(c IS NULL), c <order>, rowid` order.
-    static func condition(_ cursor: Cursor, sortColumn: Int?, order: SortDirection) -> (sql: String, arguments: [DatabaseValue]) {
-        guard let sortColumn else { return ("rowid > ?", [cursor.rowid.databaseValue]) }
-        let c = "c\(sortColumn)"
-        if cursor.sortValue.isNull {
-            return ("\(c) IS NULL AND rowid > ?", [cursor.rowid.databaseValue])
-        }
-        let beyond = order == .asc ? ">" : "<"
-        return (
-            "(\(c) IS NOT NULL AND (\(c) \(beyond) ? OR (\(c) = ? AND rowid > ?))) OR \(c) IS NULL",
-            [cursor.sortValue, cursor.sortValue, cursor.rowid.databaseValue]
-        )
     }
 }
 
