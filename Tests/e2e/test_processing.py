@@ -391,3 +391,8 @@ def test_read_only_mode_denies_mutations(store):
         err = a.error("datasources/delete", {"datasourceId": str(uuid.uuid4())})
         assert err["code"] == -31403
         assert a.call("datasources/list")["dataSources"] == []
+
+
+def test_csv_spectrum_suite_is_present():
+    # The parametrized test above would silently run zero cases without the fixtures.
+    assert len(list((SPECTRUM / "csvs").glob("*.csv"))) >= 12, SPECTRUM
