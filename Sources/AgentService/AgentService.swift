@@ -72,6 +72,8 @@ final class ServiceSession: SessionDelegate {
         table.paramsErrorMapper = { $0.dataSourceError.rpcError }
         Self.registerDataSourceMethods(in: &table, service: service)
         if service.configuration.debugMethods { Self.registerDebugMethods(in: &table) }
+        // MCP's liveness check; allowed before initialize too.
+        table.register("ping", params: NoParams.self) { _, _ in JSONValue.object([:]) }
         methods = table
     }
 
@@ -88,7 +90,7 @@ final class ServiceSession: SessionDelegate {
         return RawJSON([
             "capabilities": [
                 "datasources": [
-                    "methods": .array(methods.methodNames.map { .string($0) }),
+                    "methods": .array(methods.descriptions.keys.sorted().map { .string($0) }),
                     "notifications": ["datasources/statusChanged", "$/progress"],
                     "backend": .string(service.configuration.backendName),
                     "readOnly": .bool(service.configuration.readOnly),
@@ -121,11 +123,8 @@ enum MCPNegotiation {
         let version = requested.flatMap { supportedVersions.contains($0) ? $0 : nil } ?? supportedVersions[0]
         return [
             "protocolVersion": .string(version),
-            "capabilities": [
-                "tools": ["listChanged": false],
-                "resources": ["subscribe": true, "listChanged": true],
-                "logging": [:],
-            ],
+            // Tools, resources and logging arrive with the MCP face; until then none is advertised.
+            "capabilities": [:],
             "serverInfo": serverInfo,
         ]
     }

@@ -455,3 +455,13 @@ def test_bad_log_level_fails_cleanly(store):
     proc = subprocess.run([agent_binary(), "--store", str(store), "--log-level", "loud"], capture_output=True, timeout=10)
     assert proc.returncode != 0 and proc.stdout == b""
     assert b"log-level" in proc.stderr
+
+
+@pytest.mark.parametrize("requested, answered", [("2025-06-18", "2025-06-18"), ("2025-11-25", "2025-11-25"), ("2024-11-05", "2025-11-25")])
+def test_mcp_initialize_negotiates_version(store, requested, answered):
+    with Agent(store) as a:
+        assert a.call("ping") == {}  # allowed before initialize
+        result = a.call("initialize", {"protocolVersion": requested, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}})
+        assert result["protocolVersion"] == answered
+        assert result["serverInfo"]["name"] == "datasource-agent"
+        assert result["capabilities"] == {}
