@@ -14,11 +14,7 @@ extension DataSourceError {
 
 extension ParamsDecodingFailure {
     var dataSourceError: DataSourceError {
-        var details: JSONObject = [:]
-        details["parameter"] = .string(parameter.isEmpty ? "params" : parameter)
-        if let value { details["value"] = value }
-        details["reason"] = .string(reason)
-        return DataSourceError(.invalidParameters, details: details)
+        .invalidParameter(parameter.isEmpty ? "params" : parameter, value: value, reason: reason)
     }
 }
 

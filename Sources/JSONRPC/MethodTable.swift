@@ -31,8 +31,6 @@ public struct MethodTable: Sendable {
 
     public init() {}
 
-    public var methodNames: [String] { handlers.keys.sorted() }
-
     public func handler(for method: String) -> Handler? { handlers[method] }
 
     public mutating func register<Params: Decodable & Sendable, Result: Encodable & Sendable>(
