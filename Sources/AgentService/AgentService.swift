@@ -56,13 +56,16 @@ enum ClientFace: Sendable { case jsonRPC, mcp }
 
 final class ServiceSession: SessionDelegate {
     let service: AgentService
-    let methods: MethodTable
+    let baseMethods: MethodTable
+    var methods: MethodTable { allMethods }
     private let state = Mutex<State>(State())
     private let sessionRef: Mutex<Session?>
 
     struct State {
         var face: ClientFace = .jsonRPC
         var observer: ObserverToken?
+        var subscriptions: Set<String> = []
+        var logLevel: MCPLogLevel?
     }
 
     init(service: AgentService, session: Session) {
@@ -74,7 +77,29 @@ final class ServiceSession: SessionDelegate {
         if service.configuration.debugMethods { Self.registerDebugMethods(in: &table) }
         // MCP's liveness check; allowed before initialize too.
         table.register("ping", params: NoParams.self) { _, _ in JSONValue.object([:]) }
-        methods = table
+        baseMethods = table
+    }
+
+    /// The MCP methods need `self` (subscriptions, log level), so they are added once `self`
+    /// exists; `methods` is read only after `attach`.
+    private let extraMethods = Mutex<MethodTable?>(nil)
+
+    var allMethods: MethodTable {
+        if let table = extraMethods.withLock({ $0 }) { return table }
+        var table = baseMethods
+        registerMCPMethods(in: &table)
+        extraMethods.withLock { $0 = table }
+        return table
+    }
+
+    func subscribe(_ uri: String, _ on: Bool) {
+        state.withLock { state in
+            if on { state.subscriptions.insert(uri) } else { state.subscriptions.remove(uri) }
+        }
+    }
+
+    func setLogLevel(_ level: MCPLogLevel) {
+        state.withLock { $0.logLevel = level }
     }
 
     var methodsAllowedBeforeInitialize: Set<String> { ["ping"] }
@@ -90,7 +115,7 @@ final class ServiceSession: SessionDelegate {
         return RawJSON([
             "capabilities": [
                 "datasources": [
-                    "methods": .array(methods.descriptions.keys.sorted().map { .string($0) }),
+                    "methods": .array(baseMethods.descriptions.keys.sorted().map { .string($0) }),
                     "notifications": ["datasources/statusChanged", "$/progress"],
                     "backend": .string(service.configuration.backendName),
                     "readOnly": .bool(service.configuration.readOnly),
@@ -101,8 +126,19 @@ final class ServiceSession: SessionDelegate {
     }
 
     private func startObservingStatus(session: Session) {
-        let token = service.backend.addStatusObserver { change in
+        let token = service.backend.addStatusObserver { [self] change in
             session.notify(method: "datasources/statusChanged", params: change.json)
+            let uri = Self.resourceScheme + change.details.summary.datasourceId.rawValue
+            let (subscribed, level) = state.withLock { ($0.subscriptions.contains(uri), $0.logLevel) }
+            if subscribed {
+                session.notify(method: "notifications/resources/updated", params: ["uri": .string(uri)])
+            }
+            if let level, level.rank <= MCPLogLevel.info.rank {
+                session.notify(method: "notifications/message", params: [
+                    "level": "info", "logger": "datasource-agent",
+                    "data": .string("\(change.details.summary.fileName) is \(change.details.summary.status.rawValue)"),
+                ])
+            }
         }
         state.withLock { $0.observer = token }
     }
@@ -123,8 +159,11 @@ enum MCPNegotiation {
         let version = requested.flatMap { supportedVersions.contains($0) ? $0 : nil } ?? supportedVersions[0]
         return [
             "protocolVersion": .string(version),
-            // Tools, resources and logging arrive with the MCP face; until then none is advertised.
-            "capabilities": [:],
+            "capabilities": [
+                "tools": ["listChanged": false],
+                "resources": ["subscribe": true, "listChanged": true],
+                "logging": [:],
+            ],
             "serverInfo": serverInfo,
         ]
     }

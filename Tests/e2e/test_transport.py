@@ -464,4 +464,4 @@ def test_mcp_initialize_negotiates_version(store, requested, answered):
         result = a.call("initialize", {"protocolVersion": requested, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}})
         assert result["protocolVersion"] == answered
         assert result["serverInfo"]["name"] == "datasource-agent"
-        assert result["capabilities"] == {}
+        assert set(result["capabilities"]) == {"tools", "resources", "logging"}
