@@ -136,3 +136,23 @@ def test_upload_tool_with_progress_token_waits_and_reports(store):
         assert progress[-1]["progress"] == 100
         details = a.call("datasources/get", {"datasourceId": result["structuredContent"]["datasourceId"]})
         assert details["status"] == "completed"
+
+
+def test_sdk_cancellation(store, tmp_path):
+    big = big_csv(tmp_path, rows=400_000)
+
+    async def scenario():
+        async with Client(server(store), mode="legacy") as client:
+            async def on_progress(value, total, message):
+                pass
+
+            call = asyncio.create_task(client.call_tool("upload_datasource", {"path": big}, progress_callback=on_progress))
+            await asyncio.sleep(0.3)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            # the session is still usable after the cancellation
+            listed = await client.call_tool("list_datasources", {})
+            assert not listed.is_error and listed.structured_content["pagination"]["total"] == 1
+
+    asyncio.run(scenario())
