@@ -70,7 +70,7 @@ print("\n# 3. List the data sources, newest first.")
 send("datasources/list")
 print("\n# 4. Inspect the catalogue: inferred column types, samples, what cleaning did.")
 send("datasources/get", {"datasourceId": products["datasourceId"]})
-print("\n# 5. Query: cheap electronics or anything in stock under 20, most expensive first.")
+print("\n# 5. Query: electronics that cost at most 50 or are in stock, most expensive first.")
 send("datasources/data", {"datasourceId": products["datasourceId"], "limit": 5, "sort": "price", "order": "desc",
                           "filter": "category = 'Electronics' AND (price <= 50 OR in_stock = true)"})
 print("\n# 6. Nested JSON fields are flattened into dotted column names.")
