@@ -51,9 +51,6 @@ public final class AgentService: Sendable {
     }
 }
 
-/// Which protocol the client spoke in `initialize`.
-enum ClientFace: Sendable { case jsonRPC, mcp }
-
 final class ServiceSession: SessionDelegate {
     let service: AgentService
     let baseMethods: MethodTable
@@ -62,7 +59,6 @@ final class ServiceSession: SessionDelegate {
     private let sessionRef: Mutex<Session?>
 
     struct State {
-        var face: ClientFace = .jsonRPC
         var observer: ObserverToken?
         var subscriptions: Set<String> = []
         var logLevel: MCPLogLevel?
@@ -106,7 +102,6 @@ final class ServiceSession: SessionDelegate {
 
     func initialize(params: JSONValue?, context: RequestContext) async throws -> RawJSON {
         let isMCP = params?["protocolVersion"] != nil
-        state.withLock { $0.face = isMCP ? .mcp : .jsonRPC }
         startObservingStatus(session: context.session)
         let info: JSONValue = ["name": .string(service.configuration.serverName), "version": .string(service.configuration.version)]
         if isMCP {

@@ -135,38 +135,13 @@ enum Lexer {
                 if i + 1 < chars.count, chars[i + 1] == "=" { tokens.append(Token(kind: .op(">="), position: start)); i += 2 }
                 else { tokens.append(Token(kind: .op(">"), position: start)); i += 1 }
             case "'", "\"":
-                let quote = c
-                var value = ""
-                i += 1
-                var closed = false
-                while i < chars.count {
-                    if chars[i] == quote {
-                        if i + 1 < chars.count, chars[i + 1] == quote { value.append(quote); i += 2; continue }
-                        closed = true
-                        i += 1
-                        break
-                    }
-                    value.append(chars[i])
-                    i += 1
-                }
-                guard closed else { throw FilterError(position: start, reason: "unterminated string") }
+                let (value, end) = try scanQuoted(chars, from: i, unterminated: "unterminated string")
                 tokens.append(Token(kind: .string(value), position: start))
+                i = end
             case "`":
-                var name = ""
-                i += 1
-                var closed = false
-                while i < chars.count {
-                    if chars[i] == "`" {
-                        if i + 1 < chars.count, chars[i + 1] == "`" { name.append("`"); i += 2; continue }
-                        closed = true
-                        i += 1
-                        break
-                    }
-                    name.append(chars[i])
-                    i += 1
-                }
-                guard closed else { throw FilterError(position: start, reason: "unterminated back-quoted column name") }
+                let (name, end) = try scanQuoted(chars, from: i, unterminated: "unterminated back-quoted column name")
                 tokens.append(Token(kind: .quotedIdentifier(name), position: start))
+                i = end
             default:
                 if c.isNumber && c.isASCII || ((c == "-" || c == "+" || c == ".") && i + 1 < chars.count && (chars[i + 1].isASCII && chars[i + 1].isNumber || chars[i + 1] == ".")) {
                     var j = i
@@ -203,6 +178,23 @@ enum Lexer {
         }
         tokens.append(Token(kind: .end, position: chars.count))
         return tokens
+    }
+
+    /// Reads text enclosed in the quote character at `start`, where a doubled quote stands for
+    /// one; returns the text and the index just past the closing quote.
+    static func scanQuoted(_ chars: [Character], from start: Int, unterminated: String) throws(FilterError) -> (String, Int) {
+        let quote = chars[start]
+        var value = ""
+        var i = start + 1
+        while i < chars.count {
+            if chars[i] == quote {
+                if i + 1 < chars.count, chars[i + 1] == quote { value.append(quote); i += 2; continue }
+                return (value, i + 1)
+            }
+            value.append(chars[i])
+            i += 1
+        }
+        throw FilterError(position: start, reason: unterminated)
     }
 }
 

@@ -56,3 +56,12 @@ def upload():
 @pytest.fixture
 def rows():
     return all_rows
+
+
+def write_big_csv(path, rows):
+    """A CSV large enough that processing is still running a moment after the upload."""
+    with path.open("w") as f:
+        f.write("id,amount,label,flag\n")
+        for i in range(rows):
+            f.write(f"{i},{i * 0.25},label {i},{'yes' if i % 2 else 'no'}\n")
+    return path

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from agentproc import ROOT, Agent, agent_binary
-from conftest import upload_and_wait
+from conftest import upload_and_wait, write_big_csv
 
 mcp = pytest.importorskip("mcp")
 from mcp import Client, StdioServerParameters  # noqa: E402
@@ -16,12 +16,7 @@ PRODUCTS = str(ROOT / "examples" / "products.csv")
 
 
 def big_csv(tmp_path, rows=300_000):
-    path = tmp_path / "big.csv"
-    with path.open("w") as f:
-        f.write("id,value\n")
-        for i in range(rows):
-            f.write(f"{i},{i * 0.5}\n")
-    return str(path)
+    return str(write_big_csv(tmp_path / "big.csv", rows))
 
 
 def server(store):

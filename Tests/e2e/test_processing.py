@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import all_rows, upload_and_wait
+from conftest import all_rows, upload_and_wait, write_big_csv
 
 SPECTRUM = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "csv-spectrum"
 if not SPECTRUM.exists():
@@ -363,11 +363,7 @@ def test_original_kept_in_store(agent, store, tmp_path):
 
 
 def test_get_while_processing_and_data_in_progress(agent, tmp_path):
-    path = tmp_path / "big.csv"
-    with path.open("w") as f:
-        f.write("a,b,c\n")
-        for i in range(400000):
-            f.write(f"{i},{i * 1.5},name{i}\n")
+    path = write_big_csv(tmp_path / "big.csv", 400_000)
     result = agent.call("datasources/upload", {"path": str(path)})
     id = result["datasourceId"]
     err = agent.error("datasources/data", {"datasourceId": id})

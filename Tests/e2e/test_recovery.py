@@ -3,14 +3,7 @@ import signal
 import time
 
 from agentproc import Agent
-from conftest import all_rows, upload_and_wait
-
-
-def write_big_csv(path, rows):
-    with path.open("w") as f:
-        f.write("id,amount,label,flag\n")
-        for i in range(rows):
-            f.write(f"{i},{i * 0.25},label {i},{'yes' if i % 2 else 'no'}\n")
+from conftest import all_rows, upload_and_wait, write_big_csv
 
 
 def test_kill_9_during_processing_then_restart_completes(store, tmp_path):
