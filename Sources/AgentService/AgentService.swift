@@ -72,7 +72,7 @@ final class ServiceSession: SessionDelegate {
         Self.registerDataSourceMethods(in: &table, service: service)
         if service.configuration.debugMethods { Self.registerDebugMethods(in: &table) }
         // MCP's liveness check; allowed before initialize too.
-        table.register("ping", params: NoParams.self) { _, _ in JSONValue.object([:]) }
+        table.register("ping", params: NoParams.self, unknownParams: .ignore) { _, _ in JSONValue.object([:]) }
         baseMethods = table
     }
 

@@ -14,7 +14,9 @@ extension DataSourceError {
 
 extension ParamsDecodingFailure {
     var dataSourceError: DataSourceError {
-        .invalidParameter(parameter.isEmpty ? "params" : parameter, value: value, reason: reason)
+        .invalidParameter(
+            parameter.isEmpty ? "params" : parameter, value: value, reason: reason,
+            extra: allowed.map { ["allowed": .array($0.map { .string($0) })] } ?? [:])
     }
 }
 

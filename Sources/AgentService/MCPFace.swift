@@ -77,12 +77,14 @@ extension ServiceSession {
     func registerMCPMethods(in table: inout MethodTable) {
         let dataSourceMethods = table
         let backend = service.backend
-        table.register("tools/list", params: CursorParams.self) { _, _ in MCPTools.listResult(methods: dataSourceMethods) }
-        table.register("tools/call", params: ToolCallParams.self) { [self] params, context in
+        table.register("tools/list", params: CursorParams.self, unknownParams: .ignore) { _, _ in MCPTools.listResult(methods: dataSourceMethods) }
+        table.register("tools/call", params: ToolCallParams.self, unknownParams: .ignore) { [self] params, context in
             guard let tool = MCPTools.all.first(where: { $0.name == params.name }),
                 let handler = dataSourceMethods.handler(for: tool.method)
             else {
-                throw JSONRPCError(code: JSONRPCError.invalidParamsCode, message: "Unknown tool", data: ["name": .string(params.name)])
+                var data: JSONObject = ["name": .string(params.name), "allowed": .array(MCPTools.all.map { .string($0.name) })]
+                if let close = Suggestions.closest(to: params.name, in: MCPTools.all.map(\.name)) { data["suggestion"] = .string(close) }
+                throw JSONRPCError(code: JSONRPCError.invalidParamsCode, message: "Unknown tool", data: .object(data))
             }
             var arguments = params.arguments ?? .object([:])
             if case .object(var object) = arguments, tool.name == "upload_datasource", context.progress != nil {
@@ -107,9 +109,11 @@ extension ServiceSession {
                 return RawJSON(bytes: Self.toolResult(text: text))
             }
         }
-        table.register("resources/list", params: CursorParams.self) { params, _ in
+        table.register("resources/list", params: CursorParams.self, unknownParams: .ignore) { params, _ in
             let page = params.cursor.flatMap(Int.init) ?? 1
-            guard page >= 1 else { throw JSONRPCError(code: JSONRPCError.invalidParamsCode, message: "Invalid cursor") }
+            guard (1...Pagination.maxPage).contains(page) else {
+                throw JSONRPCError(code: JSONRPCError.invalidParamsCode, message: "Invalid cursor", data: ["parameter": "cursor", "value": .string(params.cursor ?? "")])
+            }
             let listing = try await mappingErrors { try await backend.list(ListQuery(page: page, limit: ListQuery.maxLimit)) }
             var result: JSONObject = ["resources": .array(listing.dataSources.map { summary in
                 [
@@ -120,12 +124,12 @@ extension ServiceSession {
             if page < listing.pagination.totalPages { result["nextCursor"] = .string(String(page + 1)) }
             return JSONValue.object(result)
         }
-        table.register("resources/templates/list", params: CursorParams.self) { _, _ in
+        table.register("resources/templates/list", params: CursorParams.self, unknownParams: .ignore) { _, _ in
             JSONValue.object(["resourceTemplates": [[
                 "uriTemplate": "datasource://{datasourceId}", "name": "Data source metadata", "mimeType": "application/json",
             ]]])
         }
-        table.register("resources/read", params: ResourceParams.self) { params, _ in
+        table.register("resources/read", params: ResourceParams.self, unknownParams: .ignore) { params, _ in
             guard let id = Self.resourceID(params.uri), let details = try? await backend.details(of: id, maxAge: nil) else {
                 throw JSONRPCError(code: -32002, message: "Resource not found", data: ["uri": .string(params.uri)])
             }
@@ -133,18 +137,18 @@ extension ServiceSession {
                 "uri": .string(params.uri), "mimeType": "application/json", "text": .string(details.json.jsonText),
             ]]])
         }
-        table.register("resources/subscribe", params: ResourceParams.self) { [self] params, _ in
+        table.register("resources/subscribe", params: ResourceParams.self, unknownParams: .ignore) { [self] params, _ in
             guard Self.resourceID(params.uri) != nil else {
                 throw JSONRPCError(code: -32002, message: "Resource not found", data: ["uri": .string(params.uri)])
             }
             subscribe(params.uri, true)
             return JSONValue.object([:])
         }
-        table.register("resources/unsubscribe", params: ResourceParams.self) { [self] params, _ in
+        table.register("resources/unsubscribe", params: ResourceParams.self, unknownParams: .ignore) { [self] params, _ in
             subscribe(params.uri, false)
             return JSONValue.object([:])
         }
-        table.register("logging/setLevel", params: LogLevelParams.self) { [self] params, _ in
+        table.register("logging/setLevel", params: LogLevelParams.self, unknownParams: .ignore) { [self] params, _ in
             guard let level = MCPLogLevel(rawValue: params.level) else {
                 throw JSONRPCError(code: JSONRPCError.invalidParamsCode, message: "Invalid params", data: ["parameter": "level", "value": .string(params.level)])
             }

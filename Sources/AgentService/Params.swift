@@ -10,6 +10,10 @@ enum Validate {
         guard value >= 1 else {
             throw DataSourceError.invalidParameter("page", value: .int(Int64(value)), reason: "must be at least 1", extra: ["min": 1])
         }
+        guard value <= Pagination.maxPage else {
+            throw DataSourceError.invalidParameter(
+                "page", value: .int(Int64(value)), reason: "must be at most \(Pagination.maxPage)", extra: ["max": .int(Int64(Pagination.maxPage))])
+        }
         return value
     }
 
@@ -81,6 +85,9 @@ struct UploadParams: Decodable, Sendable {
         let source: UploadRequest.Source
         switch (path, content) {
         case (let path?, nil):
+            guard !path.utf8.contains(0) else {
+                throw DataSourceError.invalidParameter("path", value: .string(path), reason: "must not contain a NUL character")
+            }
             source = .path(path)
         case (nil, let content?):
             guard let fileName, !fileName.trimmingCharacters(in: .whitespaces).isEmpty else {
@@ -104,15 +111,28 @@ struct UploadParams: Decodable, Sendable {
         return UploadRequest(source: source, contentType: contentType, options: options ?? ParseOptions())
     }
 
+    /// Standard or URL-safe base64, padded or not; line breaks and spaces between groups (as
+    /// in MIME) are allowed, any other character is an error.
+    static func decodeBase64(_ content: String) throws -> [UInt8] {
+        var text = content.utf8.filter { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
+        for index in text.indices {
+            if text[index] == UInt8(ascii: "-") { text[index] = UInt8(ascii: "+") }
+            if text[index] == UInt8(ascii: "_") { text[index] = UInt8(ascii: "/") }
+        }
+        let padding = text.reversed().prefix(while: { $0 == UInt8(ascii: "=") }).count
+        if padding == 0, text.count % 4 != 0 { text += Array(repeating: UInt8(ascii: "="), count: 4 - text.count % 4) }
+        guard text.count % 4 == 0, padding <= 2, let data = Data(base64Encoded: Data(text)) else {
+            throw DataSourceError.invalidParameter("content", value: nil, reason: "is not valid base64")
+        }
+        return Array(data)
+    }
+
     private func decode(_ content: String) throws -> [UInt8] {
         switch encoding ?? "utf8" {
         case "utf8", "utf-8":
             return Array(content.utf8)
         case "base64":
-            guard let data = Data(base64Encoded: content, options: .ignoreUnknownCharacters) else {
-                throw DataSourceError.invalidParameter("content", value: nil, reason: "is not valid base64")
-            }
-            return Array(data)
+            return try Self.decodeBase64(content)
         default:
             throw DataSourceError.invalidParameter(
                 "encoding", value: .string(encoding ?? ""), reason: "must be utf8 or base64", extra: ["allowed": ["utf8", "base64"]])

@@ -83,7 +83,7 @@ enum MethodDocs {
     static let list = MethodDescription(
         summary: "List data sources, newest first, with pagination.",
         params: [
-            .init("page", Schema.integer(min: 1, default: 1), "Page number, from 1."),
+            .init("page", Schema.integer(min: 1, max: Pagination.maxPage, default: 1), "Page number, from 1."),
             .init("limit", Schema.integer(min: 1, max: ListQuery.maxLimit, default: ListQuery.defaultLimit), "Items per page."),
             .init("status", Schema.status, "Only data sources with this status."),
             .init("contentType", Schema.string, "Only data sources of this MIME type."),
@@ -126,7 +126,7 @@ extension MethodDocs {
         summary: "Rows of a completed data source, filtered, sorted (stable, nulls last) and paginated by page or by cursor.",
         params: [
             .init("datasourceId", Schema.uuid, required: true, "The data source's id."),
-            .init("page", Schema.integer(min: 1, default: 1), "Page number, from 1 (ignored with cursor)."),
+            .init("page", Schema.integer(min: 1, max: Pagination.maxPage, default: 1), "Page number, from 1 (ignored with cursor)."),
             .init("limit", Schema.integer(min: 1, max: DataQuery.maxLimit, default: DataQuery.defaultLimit), "Rows per page."),
             .init("sort", ["type": "string"], "Column to sort by; default: original order."),
             .init("order", ["type": "string", "enum": ["asc", "desc"], "default": "asc"], "Sort direction."),

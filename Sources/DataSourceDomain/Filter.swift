@@ -14,6 +14,45 @@ public indirect enum FilterExpression: Sendable, Equatable {
     case truthy(column: String)
 }
 
+extension FilterExpression {
+    /// The operands of a run of the same connective: `a AND (b AND c) AND d` → [a, b, c, d].
+    public func chain(and: Bool) -> [FilterExpression] {
+        switch (self, and) {
+        case (.and(let l, let r), true), (.or(let l, let r), false):
+            return l.chain(and: and) + r.chain(and: and)
+        default:
+            return [self]
+        }
+    }
+
+    /// The expression under a run of NOTs, and whether an odd number of them remains:
+    /// `NOT NOT x` is `x` (in SQL's three-valued logic too: both are unknown when x is).
+    public var strippingNots: (inner: FilterExpression, negated: Bool) {
+        var inner = self
+        var negated = false
+        while case .not(let next) = inner {
+            inner = next
+            negated.toggle()
+        }
+        return (inner, negated)
+    }
+
+    /// How many levels of AND, OR and NOT alternate, with same-connective chains flattened and
+    /// NOT pairs cancelled: the nesting that the compiled SQL has.
+    public var nesting: Int {
+        switch self {
+        case .and, .or:
+            let isAnd = if case .and = self { true } else { false }
+            return 1 + (chain(and: isAnd).map(\.nesting).max() ?? 0)
+        case .not:
+            let (inner, negated) = strippingNots
+            return (negated ? 1 : 0) + inner.nesting
+        default:
+            return 0
+        }
+    }
+}
+
 public enum ComparisonOperator: String, Sendable {
     case equal = "=", notEqual = "!=", less = "<", lessOrEqual = "<=", greater = ">", greaterOrEqual = ">="
 }
@@ -48,7 +87,12 @@ public struct FilterError: Error, Sendable, Equatable {
 
 public enum FilterParser {
     public static let maxLength = 4096
+    /// How deeply parentheses and NOTs may nest in the text (bounds the parser's recursion).
     public static let maxDepth = 64
+    /// How deeply AND, OR and NOT may alternate once chains are flattened and NOT NOT
+    /// cancelled (`FilterExpression.nesting`); SQLite's parser overflows near 28 such levels,
+    /// so every filter accepted here compiles.
+    public static let maxNesting = 24
     public static let maxListItems = 1000
 
     /// `parse`, failing with INVALID_PARAMETERS whose details carry the filter and position.
@@ -65,10 +109,16 @@ public enum FilterParser {
     public static func parse(_ text: String, columns: [DataColumn]) throws(FilterError) -> FilterExpression {
         guard text.count <= maxLength else { throw FilterError(position: maxLength, reason: "the filter is longer than \(maxLength) characters") }
         let tokens = try Lexer.tokenize(text)
-        var parser = Parser(tokens: tokens, columns: Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a }))
+        var parser = Parser(tokens: tokens, columns: columns)
         let expression = try parser.parseOr(depth: 0)
         guard case .end = parser.peek.kind else {
+            if parser.peek.isKeyword("LIKE") {
+                throw FilterError(position: parser.peek.position, reason: "LIKE is not supported; use CONTAINS, STARTSWITH or ENDSWITH")
+            }
             throw FilterError(position: parser.peek.position, reason: "unexpected \(parser.peek.kind.describe) after a complete expression")
+        }
+        guard expression.nesting <= maxNesting else {
+            throw FilterError(position: 0, reason: "AND, OR and NOT alternate more than \(maxNesting) levels deep")
         }
         return expression
     }
@@ -201,18 +251,24 @@ enum Lexer {
 struct Parser {
     let tokens: [Token]
     let columns: [String: ColumnType]
+    /// The column names in the source's order, for messages.
+    let columnList: String
     var index = 0
 
-    init(tokens: [Token], columns: [String: ColumnType]) {
+    init(tokens: [Token], columns: [DataColumn]) {
         self.tokens = tokens
-        self.columns = columns
+        self.columns = Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+        self.columnList = columns.map { name in
+            name.name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." } ? name.name : "`\(name.name)`"
+        }.joined(separator: ", ")
     }
 
     var peek: Token { tokens[index] }
     mutating func advance() -> Token { defer { index += 1 }; return tokens[index] }
 
+    /// `depth` counts the parentheses and NOTs around the current position; up to
+    /// `maxDepth` are allowed.
     mutating func parseOr(depth: Int) throws(FilterError) -> FilterExpression {
-        guard depth < FilterParser.maxDepth else { throw FilterError(position: peek.position, reason: "nested deeper than \(FilterParser.maxDepth) levels") }
         var left = try parseAnd(depth: depth)
         while peek.isKeyword("OR") {
             _ = advance()
@@ -232,7 +288,7 @@ struct Parser {
 
     mutating func parseNot(depth: Int) throws(FilterError) -> FilterExpression {
         if peek.isKeyword("NOT") {
-            guard depth < FilterParser.maxDepth else { throw FilterError(position: peek.position, reason: "nested deeper than \(FilterParser.maxDepth) levels") }
+            guard depth < FilterParser.maxDepth else { throw tooDeep(at: peek.position) }
             _ = advance()
             return .not(try parseNot(depth: depth + 1))
         }
@@ -242,6 +298,7 @@ struct Parser {
     mutating func parsePrimary(depth: Int) throws(FilterError) -> FilterExpression {
         let token = peek
         if case .leftParen = token.kind {
+            guard depth < FilterParser.maxDepth else { throw tooDeep(at: token.position) }
             _ = advance()
             let inner = try parseOr(depth: depth + 1)
             guard case .rightParen = peek.kind else { throw FilterError(position: peek.position, reason: "expected ')' but found \(peek.kind.describe)") }
@@ -314,6 +371,9 @@ struct Parser {
                 return .isIn(column: name, values: values, negated: negated)
             }
             if keyword == "AND" || keyword == "OR" { break }
+            if keyword == "LIKE" || keyword == "ILIKE" || keyword == "MATCH" || keyword == "GLOB" {
+                throw FilterError(position: next.position, reason: "\(keyword) is not supported; use CONTAINS, STARTSWITH or ENDSWITH (case-insensitive)")
+            }
             throw FilterError(position: next.position, reason: "expected an operator after '\(name)' but found \(next.kind.describe)")
         default:
             break
@@ -323,6 +383,10 @@ struct Parser {
             throw FilterError(position: next.position, reason: "expected an operator after '\(name)' (only a boolean column stands alone)")
         }
         return .truthy(column: name)
+    }
+
+    func tooDeep(at position: Int) -> FilterError {
+        FilterError(position: position, reason: "nested deeper than \(FilterParser.maxDepth) levels of parentheses and NOT")
     }
 
     mutating func parseColumn() throws(FilterError) -> (String, ColumnType) {
@@ -341,7 +405,7 @@ struct Parser {
             throw FilterError(position: token.position, reason: "expected a column name but found \(token.kind.describe)")
         }
         guard let type = columns[name] else {
-            throw FilterError(position: token.position, reason: "unknown column '\(name)'")
+            throw FilterError(position: token.position, reason: "unknown column '\(name)'; the columns are \(columnList)")
         }
         return (name, type)
     }

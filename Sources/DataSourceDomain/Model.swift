@@ -152,6 +152,16 @@ public struct ProcessingIssue: Sendable, Equatable {
 }
 
 public struct Pagination: Sendable, Equatable {
+    /// The largest page a client may ask for: with any limit, `(page - 1) * limit` stays far
+    /// inside Int64, and no store holds that many pages.
+    public static let maxPage = Int(Int32.max)
+
+    /// Rows skipped before `page`; never traps, since both factors are bounded.
+    public static func offset(page: Int, limit: Int) -> Int {
+        let (offset, overflow) = (max(page, 1) - 1).multipliedReportingOverflow(by: limit)
+        return overflow ? Int.max : offset
+    }
+
     public var page: Int
     public var limit: Int
     public var total: Int

@@ -28,8 +28,10 @@ public struct JSONRPCError: Error, Sendable, Equatable {
         JSONRPCError(code: invalidRequestCode, message: "Invalid Request", data: ["reason": .string(reason)])
     }
 
-    public static func methodNotFound(_ method: String) -> JSONRPCError {
-        JSONRPCError(code: methodNotFoundCode, message: "Method not found", data: ["method": .string(method)])
+    public static func methodNotFound(_ method: String, suggestion: String? = nil) -> JSONRPCError {
+        var data: JSONObject = ["method": .string(method)]
+        if let suggestion { data["suggestion"] = .string(suggestion) }
+        return JSONRPCError(code: methodNotFoundCode, message: "Method not found", data: .object(data))
     }
 
     public static let serverNotInitialized = JSONRPCError(
@@ -55,4 +57,13 @@ public struct ParamsDecodingFailure: Error, Sendable {
     public var parameter: String
     public var reason: String
     public var value: JSONValue?
+    /// For an unknown parameter: the names its object accepts.
+    public var allowed: [String]?
+
+    public init(parameter: String, reason: String, value: JSONValue?, allowed: [String]? = nil) {
+        self.parameter = parameter
+        self.reason = reason
+        self.value = value
+        self.allowed = allowed
+    }
 }

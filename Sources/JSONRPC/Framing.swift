@@ -123,7 +123,17 @@ public struct MessageFramer: Sendable {
                 let headerBytes = Array(buffer[..<end.headerEnd])
                 let rest = Array(buffer[end.bodyStart...])
                 buffer.removeAll(keepingCapacity: true)
-                switch parseHeaders(headerBytes) {
+                let parsed = parseHeaders(headerBytes)
+                if end.bodyStart > Self.maxHeaderBytes {
+                    // The cap holds however the block arrived; its body is skipped when its
+                    // length is known, so the stream stays in step.
+                    events.append(.malformedHeader("header block longer than \(Self.maxHeaderBytes) bytes"))
+                    if case .success(let length) = parsed { state = .skipBody(remaining: length) }
+                    data = rest
+                    index = 0
+                    continue
+                }
+                switch parsed {
                 case .success(let length):
                     if length > maxMessageBytes {
                         events.append(.oversized(declaredBytes: length))
@@ -187,7 +197,10 @@ public struct MessageFramer: Sendable {
             let name = line[..<colon].trimmingCharacters(in: " \t").lowercased()
             let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t")
             if name == "content-length" {
-                guard let n = Int(value), n >= 0 else {
+                guard length == nil else {
+                    return .failure(HeaderError(reason: "duplicate Content-Length header"))
+                }
+                guard !value.isEmpty, value.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(value) else {
                     return .failure(HeaderError(reason: "invalid Content-Length: \(value.prefix(40))"))
                 }
                 length = n

@@ -26,24 +26,39 @@ public struct MethodTable: Sendable {
     public var paramsErrorMapper: @Sendable (ParamsDecodingFailure) -> JSONRPCError = { failure in
         var data: JSONObject = ["parameter": .string(failure.parameter), "reason": .string(failure.reason)]
         if let value = failure.value { data["value"] = value }
+        if let allowed = failure.allowed { data["allowed"] = .array(allowed.map { .string($0) }) }
         return JSONRPCError(code: JSONRPCError.invalidParamsCode, message: "Invalid params", data: .object(data))
     }
+
+    /// What a method does with a parameter its params type does not have.
+    public enum UnknownParams: Sendable {
+        /// Answer -32602 naming it: a misspelt name must not be silently ignored.
+        case reject
+        /// Ignore it: for protocols (MCP) whose requests grow fields the agent need not know.
+        case ignore
+    }
+
+    /// Fields a protocol adds to any request's params (LSP's progress tokens, MCP's `_meta`).
+    public static let protocolParams: Set<String> = ["workDoneToken", "partialResultToken", "_meta"]
 
     public init() {}
 
     public func handler(for method: String) -> Handler? { handlers[method] }
 
+    public var methodNames: [String] { handlers.keys.sorted() }
+
     public mutating func register<Params: Decodable & Sendable, Result: Encodable & Sendable>(
         _ method: String,
         params: Params.Type,
         description: MethodDescription? = nil,
+        unknownParams: UnknownParams = .reject,
         _ body: @escaping @Sendable (Params, RequestContext) async throws -> Result
     ) {
         descriptions[method] = description
         handlers[method] = { [paramsErrorMapper] rawParams, context in
             let params: Params
             do {
-                params = try ParamsDecoder.decode(Params.self, from: rawParams)
+                params = try ParamsDecoder.decode(Params.self, from: rawParams, rejectUnknown: unknownParams == .reject)
             } catch let failure as ParamsDecodingFailure {
                 throw paramsErrorMapper(failure)
             }
@@ -98,6 +113,7 @@ public struct MethodDescription: Sendable {
             "type": "object",
             "properties": .object(properties),
             "required": .array(params.filter(\.required).map { .string($0.name) }),
+            "additionalProperties": false,
         ]
     }
 }
@@ -116,7 +132,7 @@ enum ResultEncoder {
 }
 
 public enum ParamsDecoder {
-    public static func decode<T: Decodable>(_ type: T.Type, from params: JSONValue?) throws -> T {
+    public static func decode<T: Decodable>(_ type: T.Type, from params: JSONValue?, rejectUnknown: Bool = false) throws -> T {
         let params = params ?? .object(JSONObject())
         if case .array = params {
             throw ParamsDecodingFailure(parameter: "", reason: "params must be an object, not an array", value: nil)
@@ -125,9 +141,14 @@ public enum ParamsDecoder {
             throw ParamsDecodingFailure(parameter: "", reason: "params must be an object", value: nil)
         }
         do {
-            return try JSONValueDecoder().decode(T.self, from: params)
+            return try JSONValueDecoder(rejectingUnknownKeysExcept: rejectUnknown ? MethodTable.protocolParams : nil).decode(T.self, from: params)
         } catch let error as DecodingError {
             throw failure(from: error, params: params)
+        } catch let unknown as UnknownKeyError {
+            let name = (unknown.path + [unknown.key]).joined(separator: ".")
+            var reason = "unknown parameter"
+            if let close = Suggestions.closest(to: unknown.key, in: unknown.allowed) { reason += "; did you mean '\(close)'?" }
+            throw ParamsDecodingFailure(parameter: name, reason: reason, value: nil, allowed: unknown.allowed)
         }
     }
 

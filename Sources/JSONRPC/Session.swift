@@ -153,7 +153,9 @@ public final class Session: Sendable {
             sink.deliver(id: replyID, .failure(.invalidRequest("method must be a string")))
             return
         }
-        let params = object["params"]
+        // `"params": null` is read as absent: strict JSON-RPC forbids it, but LSP clients (pygls's
+        // `send_request_async("shutdown", None)`) send it for parameterless requests.
+        let params = object["params"] == .null ? nil : object["params"]
         if let params {
             switch params {
             case .object, .array: break
@@ -219,7 +221,8 @@ public final class Session: Sendable {
                 return
             }
             guard let found = delegate.methods.handler(for: method) else {
-                sink.deliver(id: id, .failure(.methodNotFound(method)))
+                let suggestion = Suggestions.closest(to: method, in: delegate.methods.methodNames)
+                sink.deliver(id: id, .failure(.methodNotFound(method, suggestion: suggestion)))
                 return
             }
             handler = found

@@ -156,7 +156,7 @@ final class Catalog: Sendable {
             let total = try request.fetchCount(db)
             let records = try request
                 .order(DataSourceRecord.Columns.uploadedAt.desc, DataSourceRecord.Columns.sequence.desc)
-                .limit(query.limit, offset: (query.page - 1) * query.limit)
+                .limit(query.limit, offset: Pagination.offset(page: query.page, limit: query.limit))
                 .fetchAll(db)
             return ListPage(
                 dataSources: records.map(\.summary),

@@ -16,13 +16,16 @@ public final class LocalBackend: DataSourceBackend {
     let watcher: ChangeWatcher
     let secret: StoreSecret
     let queries: QueryEngine
+    let pathUploads: PathUploadPolicy
     private let downloadServer = Mutex<(any DownloadOrigin)?>(nil)
     static let maxInlineBytes = 64 * 1024 * 1024
 
-    public init(root: URL, logger: Logger, maxConcurrentProcessing: Int = 2) throws {
+    /// `allowedPaths`: when not empty, `path` uploads read only files under these directories.
+    public init(root: URL, logger: Logger, maxConcurrentProcessing: Int = 2, allowedPaths: [String] = []) throws {
         let layout = StoreLayout(root: root)
         self.layout = layout
         try layout.create()
+        pathUploads = PathUploadPolicy(storeRoot: root, allowedDirectories: allowedPaths)
         // Several processes may open a new store at once: creating the catalog, migrating it
         // and creating the secret happen under an exclusive lock on the store.
         let (catalog, secret) = try layout.withExclusiveLock {
@@ -115,7 +118,7 @@ public final class LocalBackend: DataSourceBackend {
         let fileName: String
         switch request.source {
         case .path(let path):
-            fileName = try copyOriginal(from: path, to: original)
+            fileName = try pathUploads.copy(from: path, to: original)
         case .inline(let name, let bytes):
             guard bytes.count <= Self.maxInlineBytes else {
                 throw DataSourceError.invalidParameter(
@@ -148,31 +151,6 @@ public final class LocalBackend: DataSourceBackend {
         }
         startProcessing(record, progress: progress)
         return record.summary
-    }
-
-    /// Copies the file into the store as a stream (never read whole into memory).
-    private func copyOriginal(from path: String, to destination: URL) throws -> String {
-        guard path.hasPrefix("/") else {
-            throw DataSourceError.invalidParameter("path", value: .string(path), reason: "must be an absolute path")
-        }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw DataSourceError.invalidParameter("path", value: .string(path), reason: "no such file")
-        }
-        guard !isDirectory.boolValue else {
-            throw DataSourceError.invalidParameter("path", value: .string(path), reason: "is a directory, not a file")
-        }
-        guard FileManager.default.isReadableFile(atPath: path) else {
-            throw DataSourceError.invalidParameter("path", value: .string(path), reason: "the agent cannot read this file")
-        }
-        do {
-            try FileManager.default.copyItem(atPath: path, toPath: destination.path)
-            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: destination.path)
-        } catch {
-            try? FileManager.default.removeItem(at: destination)
-            throw DataSourceError.invalidParameter("path", value: .string(path), reason: "could not be copied: \(error.localizedDescription)")
-        }
-        return (path as NSString).lastPathComponent
     }
 
     // MARK: Processing

@@ -92,7 +92,7 @@ final class QueryEngine: Sendable {
 
         let selectList = (["rowid"] + (0..<columns.count).map { "c\($0)" }).joined(separator: ", ")
         let want = query.limit + 1
-        let offset = (page - 1) * query.limit
+        let offset = Pagination.offset(page: page, limit: query.limit)
         let segments = Self.segments(sortColumn: sortIndex, order: order, cursor: cursor)
 
         let (rows, lastKey, hasMore, total): ([[JSONValue]], (DatabaseValue, Int64)?, Bool, Int) = try queue.read { db in
@@ -150,7 +150,7 @@ final class QueryEngine: Sendable {
         }
         var nextCursor: String?
         if hasMore, let lastKey {
-            nextCursor = Cursor(page: page + 1, sortValue: lastKey.0, rowid: lastKey.1).encode(scope: cursorScope, secret: secret)
+            nextCursor = Cursor(page: min(page, Pagination.maxPage - 1) + 1, sortValue: lastKey.0, rowid: lastKey.1).encode(scope: cursorScope, secret: secret)
         }
         return DataPage(
             columns: columns.map { DataColumn(name: $0.name, type: $0.type) }, rows: rows,
@@ -253,6 +253,7 @@ struct Cursor {
         case .string(let s)?: value = s.databaseValue
         default: value = .null
         }
+        guard (1...Int64(Pagination.maxPage)).contains(page) else { throw invalid }
         return Cursor(page: Int(page), sortValue: value, rowid: rowid)
     }
 }
@@ -260,6 +261,16 @@ struct Cursor {
 /// Compiles a checked filter to SQL over the `c0…cN` columns. Every value is a bound
 /// parameter; only column positions and fixed operator text are written into the SQL.
 enum FilterSQL {
+    static let groupSize = 64
+
+    static func group(_ terms: [String], connective: String) -> String {
+        guard terms.count > groupSize else { return "(" + terms.joined(separator: connective) + ")" }
+        let groups = stride(from: 0, to: terms.count, by: groupSize).map { start in
+            "(" + terms[start..<min(start + groupSize, terms.count)].joined(separator: connective) + ")"
+        }
+        return group(groups, connective: connective)
+    }
+
     static func compile(_ expression: FilterExpression, columns: [DataColumn], arguments: inout [DatabaseValue]) -> String {
         func column(_ name: String) -> (String, ColumnType) {
             let index = columns.firstIndex { $0.name == name }!
@@ -277,14 +288,18 @@ enum FilterSQL {
             }
         }
         switch expression {
-        case .and(let a, let b):
-            return "(\(compile(a, columns: columns, arguments: &arguments)) AND \(compile(b, columns: columns, arguments: &arguments)))"
-        case .or(let a, let b):
-            return "(\(compile(a, columns: columns, arguments: &arguments)) OR \(compile(b, columns: columns, arguments: &arguments)))"
-        case .not(let inner):
+        case .and, .or:
+            // A run of one connective is written flat, `(a AND b AND c)`, so that its length
+            // never adds parser depth; long runs are grouped to bound SQLite's expression depth.
+            let isAnd = if case .and = expression { true } else { false }
+            let terms = expression.chain(and: isAnd).map { compile($0, columns: columns, arguments: &arguments) }
+            return group(terms, connective: isAnd ? " AND " : " OR ")
+        case .not:
             // SQL semantics: a comparison with a missing value is unknown, and so is its NOT, so
             // neither `x > 1` nor `NOT x > 1` matches a null (IS NULL does).
-            return "(NOT \(compile(inner, columns: columns, arguments: &arguments)))"
+            let (inner, negated) = expression.strippingNots
+            let compiled = compile(inner, columns: columns, arguments: &arguments)
+            return negated ? "(NOT \(compiled))" : compiled
         case .compare(let name, let op, let value):
             let (c, type) = column(name)
             arguments.append(bind(value, type))

@@ -14,7 +14,9 @@ struct StoreSecret: @unchecked Sendable {
         let bytes = fresh.withUnsafeBytes { Data($0) }
         // Write-then-link so that two processes racing to create it agree on one key.
         let temporary = url.deletingLastPathComponent().appendingPathComponent(".secret.\(getpid()).\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: temporary.path, contents: bytes, attributes: [.posixPermissions: 0o600])
+        guard FileManager.default.createFile(atPath: temporary.path, contents: bytes, attributes: [.posixPermissions: 0o600]) else {
+            throw CocoaError(.fileWriteUnknown)
+        }
         defer { try? FileManager.default.removeItem(at: temporary) }
         if link(temporary.path, url.path) != 0 && errno != EEXIST {
             throw CocoaError(.fileWriteUnknown)

@@ -274,9 +274,11 @@ final class IngestionPipeline {
                     }
                     // First three distinct values, compared as raw bytes so that a column with few
                     // distinct values costs no conversion per row.
-                    if samples[column].count < 3, !sampleBytes[column].contains(where: { $0.elementsEqual(value) }) {
-                        sampleBytes[column].append(Array(value))
-                        let json = Self.json(stored, type: decisions[column].type)
+                    // Samples are cut to `maxSampleCharacters`, so a huge cell never makes `get` huge.
+                    let sampleKey = value.prefix(Self.maxSampleCharacters * 4)
+                    if samples[column].count < 3, !sampleBytes[column].contains(where: { $0.elementsEqual(sampleKey) }) {
+                        sampleBytes[column].append(Array(sampleKey))
+                        let json = Self.sample(Self.json(stored, type: decisions[column].type))
                         if !samples[column].contains(json) { samples[column].append(json) }
                     }
                 }
@@ -301,6 +303,14 @@ final class IngestionPipeline {
             issues: issues.prefix(100).map {
                 ProcessingIssue(severity: ProcessingIssue.Severity(rawValue: $0.severity) ?? .error, line: $0.line, column: $0.column, kind: $0.kind, reason: $0.reason)
             })
+    }
+
+    /// Sample values longer than this many characters are cut there and end with "…".
+    static let maxSampleCharacters = 200
+
+    static func sample(_ value: JSONValue) -> JSONValue {
+        guard case .string(let text) = value, text.utf8.count > maxSampleCharacters, text.count > maxSampleCharacters else { return value }
+        return .string(String(text.prefix(maxSampleCharacters)) + "…")
     }
 
     static func json(_ stored: StoredValue, type: ColumnType) -> JSONValue {

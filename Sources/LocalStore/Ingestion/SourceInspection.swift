@@ -89,7 +89,7 @@ enum SourceInspection {
 
     /// Rewrites a UTF-16 file as UTF-8 beside it, streaming, for the byte-level readers.
     static func transcodeUTF16(_ url: URL, bigEndian: Bool, to output: URL) throws {
-        FileManager.default.createFile(atPath: output.path, contents: nil)
+        guard FileManager.default.createFile(atPath: output.path, contents: nil) else { throw CocoaError(.fileWriteUnknown) }
         let out = try FileHandle(forWritingTo: output)
         defer { try? out.close() }
         var input = try ChunkedInput(url: url)

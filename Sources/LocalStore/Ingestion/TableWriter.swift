@@ -52,7 +52,7 @@ final class TableWriter {
     }
     @inline(__always) func bind(_ index: Int32, text: String) {
         var text = text
-        text.withUTF8 { utf8 in
+        _ = text.withUTF8 { utf8 in
             sqlite3_bind_text(insert, index, UnsafeRawPointer(utf8.baseAddress!).assumingMemoryBound(to: CChar.self), Int32(utf8.count), Self.transient)
         }
     }

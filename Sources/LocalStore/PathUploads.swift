@@ -1,0 +1,117 @@
+import DataSourceDomain
+import Foundation
+
+/// What a `path` upload may read, and the copy that puts its bytes into the store.
+///
+/// The file is opened once, without blocking (a FIFO with no writer must not hang the
+/// handler), checked on that descriptor to be a regular file, and its bytes are copied; the
+/// user's file is only ever read, whatever it is linked to. The checks on where it lives use
+/// the path the descriptor actually resolved to, so a symlink cannot lead around them.
+public struct PathUploadPolicy: Sendable {
+    /// The store itself (its secret, catalog and originals) is never readable by upload.
+    let storeRoot: String
+    /// When not empty, uploads read only files under these directories (`--allow-path`).
+    let allowedDirectories: [String]
+
+    public init(storeRoot: URL, allowedDirectories: [String] = []) {
+        self.storeRoot = Self.resolved(storeRoot.path) ?? storeRoot.standardizedFileURL.path
+        self.allowedDirectories = allowedDirectories.map { Self.resolved($0) ?? URL(fileURLWithPath: $0).standardizedFileURL.path }
+    }
+
+    static func resolved(_ path: String) -> String? {
+        guard let pointer = realpath(path, nil) else { return nil }
+        defer { free(pointer) }
+        return String(cString: pointer)
+    }
+
+    static func isInside(_ path: String, directory: String) -> Bool {
+        directory == "/" || path == directory || path.hasPrefix(directory.hasSuffix("/") ? directory : directory + "/")
+    }
+
+    /// Copies the regular file at `path` to `destination` (created 0600, never existing
+    /// before), returning the name the user gave it.
+    func copy(from path: String, to destination: URL) throws -> String {
+        func invalid(_ reason: String) -> DataSourceError {
+            DataSourceError.invalidParameter("path", value: .string(path), reason: reason)
+        }
+        guard !path.utf8.contains(0) else { throw invalid("must not contain a NUL character") }
+        guard path.hasPrefix("/") else { throw invalid("must be an absolute path") }
+        let source = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+        guard source >= 0 else {
+            switch errno {
+            case ENOENT, ENOTDIR: throw invalid("no such file")
+            case EACCES, EPERM: throw invalid("the agent cannot read this file")
+            case ENXIO: throw invalid("not a regular file")
+            case ELOOP: throw invalid("too many levels of symbolic links")
+            default: throw invalid("cannot be opened: \(String(cString: strerror(errno)))")
+            }
+        }
+        defer { close(source) }
+        var info = stat()
+        guard fstat(source, &info) == 0 else { throw invalid("cannot be read: \(String(cString: strerror(errno)))") }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw invalid("is a directory, not a file")
+        default: throw invalid("not a regular file (a device, FIFO or socket cannot be uploaded)")
+        }
+        let real = Self.descriptorPath(source) ?? Self.resolved(path) ?? path
+        if Self.isInside(real, directory: storeRoot) {
+            throw invalid("is inside the agent's store, whose files cannot be uploaded")
+        }
+        if !allowedDirectories.isEmpty, !allowedDirectories.contains(where: { Self.isInside(real, directory: $0) }) {
+            throw DataSourceError.invalidParameter(
+                "path", value: .string(path), reason: "is outside the directories this agent may read (--allow-path)",
+                extra: ["allowed": .array(allowedDirectories.map { .string($0) })])
+        }
+        // Reads from here on may block like any regular file read, never forever.
+        let flags = fcntl(source, F_GETFL)
+        if flags >= 0 { _ = fcntl(source, F_SETFL, flags & ~O_NONBLOCK) }
+
+        let target = open(destination.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard target >= 0 else { throw invalid("the store could not save a copy: \(String(cString: strerror(errno)))") }
+        var copied = false
+        defer {
+            close(target)
+            if !copied { unlink(destination.path) }
+        }
+        let bufferSize = 1 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let count = read(source, buffer, bufferSize)
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw invalid("could not be read: \(String(cString: strerror(errno)))")
+            }
+            if count == 0 { break }
+            var written = 0
+            while written < count {
+                let n = write(target, buffer + written, count - written)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw invalid("the store could not save a copy: \(String(cString: strerror(errno)))")
+                }
+                written += n
+            }
+        }
+        guard fsync(target) == 0 || errno == EINVAL else {
+            throw invalid("the store could not save a copy: \(String(cString: strerror(errno)))")
+        }
+        copied = true
+        return (path as NSString).lastPathComponent
+    }
+
+    /// The path an open descriptor refers to, with every symlink resolved (Linux's /proc).
+    static func descriptorPath(_ fd: Int32) -> String? {
+        #if os(Linux)
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink("/proc/self/fd/\(fd)", &buffer, buffer.count - 1)
+        guard count > 0 else { return nil }
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        #else
+        var buffer = [CChar](repeating: 0, count: Int(MAXPATHLEN))
+        guard fcntl(fd, F_GETPATH, &buffer) == 0 else { return nil }
+        return String(cString: buffer)
+        #endif
+    }
+}
