@@ -10,6 +10,9 @@ public struct DataSourceError: Error, Sendable, Equatable {
         case processingInProgress = "PROCESSING_IN_PROGRESS"
         case processingFailed = "PROCESSING_FAILED"
         case invalidParameters = "INVALID_PARAMETERS"
+        /// Beyond Claro's table: the store itself failed (a full disk, damaged or unreadable
+        /// files). `details.reason` says which, in words; never SQL.
+        case storageError = "STORAGE_ERROR"
 
         public var message: String {
             switch self {
@@ -19,6 +22,7 @@ public struct DataSourceError: Error, Sendable, Equatable {
             case .processingInProgress: "Data source still processing"
             case .processingFailed: "Data source processing failed"
             case .invalidParameters: "Invalid parameters"
+            case .storageError: "Storage error"
             }
         }
 
@@ -31,6 +35,7 @@ public struct DataSourceError: Error, Sendable, Equatable {
             case .processingInProgress: -31409
             case .processingFailed: -31422
             case .invalidParameters: -32602
+            case .storageError: -31500
             }
         }
 
@@ -43,6 +48,7 @@ public struct DataSourceError: Error, Sendable, Equatable {
             case .processingInProgress: 409
             case .processingFailed: 422
             case .invalidParameters: 400
+            case .storageError: 500
             }
         }
     }

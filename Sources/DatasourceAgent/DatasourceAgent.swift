@@ -13,13 +13,13 @@ struct DatasourceAgent: ParsableCommand {
 
     static let configuration = CommandConfiguration(
         commandName: "datasource-agent",
-        abstract: "Manage tabular data sources over JSON-RPC 2.0 on stdio (LSP or MCP framing).",
+        abstract: "Manage tabular data sources over JSON-RPC 2.0 on stdio (LSP Content-Length or newline-delimited JSON framing; also an MCP server).",
         discussion: """
             With no subcommand, runs `serve`: the stdio service. Logs go to stderr; stdout carries \
             protocol messages only. See protocol/README.md for the methods.
             """,
         version: version,
-        subcommands: [Serve.self, PrintOpenRPC.self],
+        subcommands: [Serve.self, PrintOpenRPC.self, ProcessPending.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -30,10 +30,13 @@ enum BackendKind: String, ExpressibleByArgument, CaseIterable {
 
 /// Options every command that opens a store shares.
 struct StoreOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Store directory (env DATASOURCE_AGENT_STORE).", valueName: "DIR"))
+    @Option(name: .long, help: ArgumentHelp(
+        "Store directory (env DATASOURCE_AGENT_STORE; default $XDG_DATA_HOME/datasource-agent, else ~/.local/share/datasource-agent).",
+        valueName: "DIR"))
     var store: String?
 
-    @Option(name: .long, help: ArgumentHelp("trace|debug|info|warning|error (env DATASOURCE_AGENT_LOG_LEVEL).", valueName: "LEVEL"))
+    @Option(name: .long, help: ArgumentHelp(
+        "trace|debug|info|warning|error; logs go to stderr (env DATASOURCE_AGENT_LOG_LEVEL; default warning).", valueName: "LEVEL"))
     var logLevel: String?
 
     var environment: [String: String] { ProcessInfo.processInfo.environment }
@@ -70,17 +73,24 @@ struct Serve: ParsableCommand {
 
     @OptionGroup var storeOptions: StoreOptions
 
-    @Option(name: .long, help: ArgumentHelp("local|remote (env DATASOURCE_AGENT_BACKEND).", valueName: "KIND"))
+    @Option(name: .long, help: ArgumentHelp(
+        "local (default); remote is not yet available in this version (env DATASOURCE_AGENT_BACKEND).", valueName: "KIND"))
     var backend: String?
 
-    @Option(name: .long, help: ArgumentHelp("Base URL of the Claro API for --backend remote (env CLARO_BASE_URL).", valueName: "URL"))
+    @Option(name: .long, help: ArgumentHelp("Base URL of the Claro API for --backend remote, not yet available (env CLARO_BASE_URL).", valueName: "URL"))
     var baseURL: String?
 
-    @Flag(name: .long, help: "Answer every mutating method with ACCESS_DENIED.")
+    @Flag(name: .long, help: "Answer every mutating method with ACCESS_DENIED (env DATASOURCE_AGENT_READ_ONLY=1).")
     var readOnly = false
 
-    @Option(name: .long, help: ArgumentHelp("Largest message accepted, in bytes (default 64 MiB).", valueName: "N"))
-    var maxMessageBytes: Int = 64 * 1024 * 1024
+    @Option(name: .long, help: ArgumentHelp(
+        "Largest message accepted, in bytes; default 67108864 = 64 MiB (env DATASOURCE_AGENT_MAX_MESSAGE_BYTES).", valueName: "N"))
+    var maxMessageBytes: Int?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Let path uploads read only files under DIR; repeatable (env DATASOURCE_AGENT_ALLOW_PATH, DIRs separated by ':'). Default: any file the agent can read, outside its store.",
+        valueName: "DIR"))
+    var allowPath: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Port of the loopback download listener; 0 = ephemeral (env DATASOURCE_AGENT_DOWNLOAD_PORT).", valueName: "PORT"))
     var downloadPort: Int?
@@ -94,8 +104,31 @@ struct Serve: ParsableCommand {
         return port
     }
 
+    static let defaultMaxMessageBytes = 64 * 1024 * 1024
+
+    func maxMessageBytesValue() throws -> Int {
+        if let maxMessageBytes { return maxMessageBytes }
+        guard let text = storeOptions.environment["DATASOURCE_AGENT_MAX_MESSAGE_BYTES"], !text.isEmpty else { return Self.defaultMaxMessageBytes }
+        guard let value = Int(text), value > 0 else {
+            throw ValidationError("DATASOURCE_AGENT_MAX_MESSAGE_BYTES must be a positive number of bytes (got \(text))")
+        }
+        return value
+    }
+
+    var readOnlyValue: Bool {
+        readOnly || ["1", "true", "yes"].contains(storeOptions.environment["DATASOURCE_AGENT_READ_ONLY"]?.lowercased() ?? "")
+    }
+
+    var allowedPaths: [String] {
+        if !allowPath.isEmpty { return allowPath }
+        return (storeOptions.environment["DATASOURCE_AGENT_ALLOW_PATH"] ?? "").split(separator: ":").map(String.init).filter { !$0.isEmpty }
+    }
+
     func validate() throws {
-        guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
+        if let maxMessageBytes, maxMessageBytes <= 0 { throw ValidationError("--max-message-bytes must be positive") }
+        for directory in allowPath where !directory.hasPrefix("/") {
+            throw ValidationError("--allow-path takes absolute directories (got \(directory))")
+        }
     }
 
     func run() throws {
@@ -106,13 +139,18 @@ struct Serve: ParsableCommand {
             throw ValidationError("--backend must be local or remote (got \(kindText))")
         }
         let dataBackend: any DataSourceBackend
+        var beforeExit: @Sendable () -> Void = {}
+        let maxMessageBytes = try maxMessageBytesValue()
         switch kind {
         case .local:
             let root = storeOptions.storeURL()
             do {
-                let local = try LocalBackend(root: root, logger: logger)
+                let local = try LocalBackend(root: root, logger: logger, allowedPaths: allowedPaths)
                 local.attachDownloadServer(DownloadServer(authority: local, port: try downloadPortValue(), logger: logger))
                 dataBackend = local
+                beforeExit = {
+                    if local.hasPendingProcessing { ProcessPending.handOff(store: root, logger: logger) }
+                }
             } catch let exit as ExitCode {
                 throw exit
             } catch {
@@ -120,17 +158,17 @@ struct Serve: ParsableCommand {
                 throw ExitCode.failure
             }
         case .remote:
-            throw ValidationError("--backend remote is not available in this build yet; use --backend local")
+            throw ValidationError("--backend remote is not yet available in this version; use --backend local (the default)")
         }
         let service = AgentService(
             backend: dataBackend,
             configuration: ServiceConfiguration(
-                version: DatasourceAgent.version, backendName: kind.rawValue, readOnly: readOnly,
+                version: DatasourceAgent.version, backendName: kind.rawValue, readOnly: readOnlyValue,
                 debugMethods: environment["DATASOURCE_AGENT_DEBUG_METHODS"] == "1"),
             logger: logger)
         let server = StdioServer(maxMessageBytes: maxMessageBytes, logger: logger)
         logger.info("serving on stdio", metadata: ["store": "\(storeOptions.storeURL().path)"])
-        server.run { session in service.makeSessionDelegate(for: session) }
+        server.run(attach: { session in service.makeSessionDelegate(for: session) }, beforeExit: beforeExit)
     }
 }
 
@@ -140,6 +178,7 @@ struct PrintOpenRPC: ParsableCommand {
 
     func run() throws {
         let document = AgentService.openRPCDocument(version: DatasourceAgent.version)
-        FileHandle.standardOutput.write(Data(document.serialized() + [0x0A]))
+        // The committed protocol/openrpc.json is exactly this output.
+        FileHandle.standardOutput.write(Data(document.prettyPrinted(indent: 2) + [0x0A]))
     }
 }

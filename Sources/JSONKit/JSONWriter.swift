@@ -120,3 +120,44 @@ extension JSONValue {
 
     public var jsonText: String { String(decoding: serialized(), as: UTF8.self) }
 }
+
+extension JSONValue {
+    /// Indented JSON for people and for committed files, laid out as Python's
+    /// `json.dumps(indent=n)` lays it out.
+    public func prettyPrinted(indent: Int = 2) -> [UInt8] {
+        var writer = JSONWriter()
+        Self.writePretty(self, into: &writer, indent: indent, level: 0)
+        return writer.bytes
+    }
+
+    private static func writePretty(_ value: JSONValue, into writer: inout JSONWriter, indent: Int, level: Int) {
+        func newline(_ level: Int) {
+            writer.byte(0x0A)
+            writer.raw(Array(repeating: 0x20, count: indent * level))
+        }
+        switch value {
+        case .array(let items) where !items.isEmpty:
+            writer.byte(0x5B)
+            for (index, item) in items.enumerated() {
+                if index > 0 { writer.byte(0x2C) }
+                newline(level + 1)
+                writePretty(item, into: &writer, indent: indent, level: level + 1)
+            }
+            newline(level)
+            writer.byte(0x5D)
+        case .object(let object) where !object.keys.isEmpty:
+            writer.byte(0x7B)
+            for (index, key) in object.keys.enumerated() {
+                if index > 0 { writer.byte(0x2C) }
+                newline(level + 1)
+                writer.string(key)
+                writer.raw(": ")
+                writePretty(object[key] ?? .null, into: &writer, indent: indent, level: level + 1)
+            }
+            newline(level)
+            writer.byte(0x7D)
+        default:
+            writer.value(value)
+        }
+    }
+}

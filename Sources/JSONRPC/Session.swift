@@ -246,7 +246,8 @@ public final class Session: Sendable {
                 outcome = .failure(.requestCancelled)
             } catch {
                 logger.error("handler for \(method) failed: \(error)")
-                outcome = .failure(.internalError(String(describing: error)))
+                // The error's own text may hold internals (paths, SQL); it went to the log.
+                outcome = .failure(.internalError("the request failed; the agent's log has the cause"))
             }
             finish(serial: serial, outcome: outcome)
         }
@@ -321,10 +322,13 @@ public final class Session: Sendable {
         output.write(framing.frame(body))
     }
 
-    /// Blocks until every request received so far has been answered and written.
-    public func drain(timeout: DispatchTime = .distantFuture) {
-        _ = inFlightGroup.wait(timeout: timeout)
+    /// Blocks until every request received so far has been answered and written; false when
+    /// the timeout came first.
+    @discardableResult
+    public func drain(timeout: DispatchTime = .distantFuture) -> Bool {
+        let finished = inFlightGroup.wait(timeout: timeout) == .success
         output.flush()
+        return finished
     }
 
     public func cancelAll() {

@@ -18,12 +18,20 @@ public final class StdioServer: Sendable {
     /// anywhere in the process lands in the log instead of corrupting the stream.
     public static func claimStdout() -> Int32 {
         let protocolFD = dup(STDOUT_FILENO)
+        // A process the agent starts must not hold the client's pipe open.
+        _ = fcntl(protocolFD, F_SETFD, FD_CLOEXEC)
         dup2(STDERR_FILENO, STDOUT_FILENO)
         return protocolFD
     }
 
+    /// How long a graceful end (end of input, SIGTERM) waits for in-flight requests before
+    /// cancelling them: no request may hold the process up for ever.
+    public static let gracefulDrainLimit: DispatchTimeInterval = .seconds(60)
+
     /// Reads stdin on the calling thread until end of input, then drains and exits.
-    public func run(attach: (Session) -> any SessionDelegate) -> Never {
+    /// `beforeExit` runs last, after every answer is written (the owner hands work on there).
+    public func run(attach: (Session) -> any SessionDelegate, beforeExit: @escaping @Sendable () -> Void = {}) -> Never {
+        self.beforeExit.withLock { $0 = beforeExit }
         signal(SIGPIPE, SIG_IGN)
         let output = OutputChannel(fileDescriptor: Self.claimStdout())
         let session = Session(output: output, logger: logger) { [self] code in
@@ -59,6 +67,7 @@ public final class StdioServer: Sendable {
     }
 
     private let sessionForExit = Mutex<Session?>(nil)
+    private let beforeExit = Mutex<(@Sendable () -> Void)?>(nil)
 
     /// Ends the process once. A graceful end waits for every in-flight answer; an `exit` from
     /// the client waits a bounded time, since the client has said it wants no more answers.
@@ -70,7 +79,11 @@ public final class StdioServer: Sendable {
         }
         if let session {
             if graceful {
-                session.drain()
+                if !session.drain(timeout: .now() + Self.gracefulDrainLimit) {
+                    logger.warning("requests still running after \(Self.gracefulDrainLimit); cancelling them")
+                    session.cancelAll()
+                    session.drain(timeout: .now() + 5)
+                }
             } else {
                 session.cancelAll()
                 session.drain(timeout: .now() + 5)
@@ -78,6 +91,7 @@ public final class StdioServer: Sendable {
             session.close()
             session.output.flush()
         }
+        beforeExit.withLock { $0 }?()
         exit(code)
     }
 }

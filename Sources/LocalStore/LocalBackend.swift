@@ -44,11 +44,11 @@ public final class LocalBackend: DataSourceBackend {
     // MARK: Reading
 
     public func list(_ query: ListQuery) async throws -> ListPage {
-        try catalog.list(query)
+        try storing { try catalog.list(query) }
     }
 
     public func details(of id: DataSourceID, maxAge: Int?) async throws -> DataSourceDetails {
-        guard let record = try catalog.record(id) else { throw DataSourceError.notFound(id.rawValue) }
+        guard let record = try storing({ try catalog.record(id) }) else { throw DataSourceError.notFound(id.rawValue) }
         var details = record.details
         if record.status == DataSourceStatus.processing.rawValue, let rows = processor.rowsSoFar(id) {
             details.rowCount = rows
@@ -58,7 +58,7 @@ public final class LocalBackend: DataSourceBackend {
 
     public func data(_ query: DataQuery) async throws -> DataPage {
         let id = query.datasourceId
-        guard let record = try catalog.record(id) else { throw DataSourceError.notFound(id.rawValue) }
+        guard let record = try storing({ try catalog.record(id) }) else { throw DataSourceError.notFound(id.rawValue) }
         switch DataSourceStatus(rawValue: record.status) {
         case .processing:
             let estimate = processor.job(id)?.estimatedCompletion ?? record.estimatedCompletion.map(Timestamp.init(secondsSince1970:))
@@ -66,14 +66,16 @@ public final class LocalBackend: DataSourceBackend {
         case .failed, nil:
             throw DataSourceError.processingFailed(id: id, message: record.errorMessage ?? "processing failed")
         case .completed:
-            return try queries.page(query, columns: record.dataColumns ?? [], rowCount: record.rowCount ?? 0)
+            return try storing(filter: query.filter) {
+                try queries.page(query, columns: record.dataColumns ?? [], rowCount: record.rowCount ?? 0)
+            }
         }
     }
 
     /// Removes the metadata, the rows (their whole file), the sort indexes and the original;
     /// a source still processing has its processing stopped.
     public func delete(_ id: DataSourceID) async throws -> DeleteReceipt {
-        guard try catalog.delete(id) != nil else { throw DataSourceError.notFound(id.rawValue) }
+        guard try storing({ try catalog.delete(id) }) != nil else { throw DataSourceError.notFound(id.rawValue) }
         processor.cancel(id)
         queries.forget(id)
         let fm = FileManager.default
@@ -87,7 +89,7 @@ public final class LocalBackend: DataSourceBackend {
     }
 
     public func downloadLink(for id: DataSourceID, expiresIn seconds: Int) async throws -> DownloadLink {
-        guard let record = try catalog.record(id) else { throw DataSourceError.notFound(id.rawValue) }
+        guard let record = try storing({ try catalog.record(id) }) else { throw DataSourceError.notFound(id.rawValue) }
         guard let server = downloadServer.withLock({ $0 }) else {
             throw DataSourceError(.accessDenied, details: ["reason": "download links are not available in this process"])
         }
@@ -141,10 +143,10 @@ public final class LocalBackend: DataSourceBackend {
         let now = Timestamp.now()
         let record: DataSourceRecord
         do {
-            record = try catalog.insertNew(DataSourceRecord(
+            record = try storing { try catalog.insertNew(DataSourceRecord(
                 id: id.rawValue, fileName: fileName, contentType: contentType, fileSize: fileSize,
                 status: DataSourceStatus.processing.rawValue, uploadedAt: now.secondsSince1970, sequence: 0,
-                options: optionsJSON, ownerPid: getpid(), heartbeatAt: now.secondsSince1970))
+                options: optionsJSON, ownerPid: getpid(), heartbeatAt: now.secondsSince1970)) }
         } catch {
             try? FileManager.default.removeItem(at: original)
             throw error
@@ -257,6 +259,10 @@ public final class LocalBackend: DataSourceBackend {
     public func waitForIdle() {
         processor.waitForIdle()
     }
+
+    /// Whether this process is processing (or about to process) an accepted upload; such
+    /// work must be handed on before the process leaves (see `process-pending`).
+    public var hasPendingProcessing: Bool { processor.hasJobs }
 }
 
 extension DataColumn {

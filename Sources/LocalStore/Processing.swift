@@ -63,6 +63,7 @@ final class ProcessingScheduler: Sendable {
     }
 
     func job(_ id: DataSourceID) -> ProcessingJob? { jobs.withLock { $0[id] } }
+    var hasJobs: Bool { jobs.withLock { !$0.isEmpty } }
     func rowsSoFar(_ id: DataSourceID) -> Int? { job(id)?.rows }
     func cancel(_ id: DataSourceID) { job(id)?.cancel() }
     func waitForIdle() { group.wait() }
@@ -82,14 +83,66 @@ final class ChangeWatcher: Sendable {
         lastSeen = Mutex(try catalog.latestChangeSequence())
     }
 
+    /// Starts watching. Where the kernel reports writes to the catalog (inotify), a commit by
+    /// any process wakes the watcher at once and an idle agent costs nothing; a slow poll
+    /// stays as a safety net. Elsewhere the change log is polled every 40 ms (one indexed
+    /// read), which keeps delivery well inside 100 ms.
     func start(_ handler: @escaping @Sendable (StatusChange) -> Void) {
         self.handler.withLock { $0 = handler }
+        let watching = watchCatalogWrites()
+        let interval: DispatchTimeInterval = watching ? .seconds(2) : .milliseconds(40)
         let source = DispatchSource.makeTimerSource(queue: queue)
-        // Polling the change log is one indexed read; 40 ms keeps delivery well inside 100 ms.
-        source.schedule(deadline: .now() + .milliseconds(40), repeating: .milliseconds(40), leeway: .milliseconds(5))
+        source.schedule(deadline: .now() + interval, repeating: interval, leeway: watching ? .milliseconds(200) : .milliseconds(5))
         source.setEventHandler { [self] in check() }
         source.resume()
         timer.withLock { $0 = TimerHolder(source: source) }
+    }
+
+    private let writeWatch = Mutex<ReadSourceHolder?>(nil)
+
+    /// Asks the kernel for writes to the catalog's files (its directory is watched, since
+    /// SQLite creates and removes the WAL file as connections come and go).
+    private func watchCatalogWrites() -> Bool {
+        #if os(Linux)
+        let directory = URL(fileURLWithPath: catalog.pool.path).deletingLastPathComponent().path
+        let catalogName = URL(fileURLWithPath: catalog.pool.path).lastPathComponent
+        let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        guard fd >= 0 else { return false }
+        let mask = UInt32(IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE)
+        guard inotify_add_watch(fd, directory, mask) >= 0 else {
+            close(fd)
+            return false
+        }
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 64 * 1024, alignment: 8)
+        source.setEventHandler { [self] in
+            var relevant = false
+            while true {
+                let count = read(fd, buffer, 64 * 1024)
+                if count <= 0 { break }
+                var offset = 0
+                while offset + MemoryLayout<inotify_event>.size <= count {
+                    let event = (buffer + offset).assumingMemoryBound(to: inotify_event.self)
+                    let nameLength = Int(event.pointee.len)
+                    if nameLength > 0 {
+                        let name = String(cString: (buffer + offset + MemoryLayout<inotify_event>.size).assumingMemoryBound(to: CChar.self))
+                        if name.hasPrefix(catalogName), !name.hasSuffix("-shm") { relevant = true }
+                    }
+                    offset += MemoryLayout<inotify_event>.size + nameLength
+                }
+            }
+            if relevant { check() }
+        }
+        source.setCancelHandler {
+            close(fd)
+            buffer.deallocate()
+        }
+        source.resume()
+        writeWatch.withLock { $0 = ReadSourceHolder(source: source) }
+        return true
+        #else
+        return false
+        #endif
     }
 
     /// Checks at once, after this process committed a change.
@@ -111,6 +164,11 @@ final class ChangeWatcher: Sendable {
             deliver?(StatusChange(details: details, previousStatus: previous))
         }
     }
+}
+
+final class ReadSourceHolder: @unchecked Sendable {
+    let source: any DispatchSourceRead
+    init(source: any DispatchSourceRead) { self.source = source }
 }
 
 final class TimerHolder: @unchecked Sendable {

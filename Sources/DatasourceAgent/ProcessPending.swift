@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import LocalStore
+import Logging
+
+/// Finishes uploads that an agent accepted but could not process before its client left.
+///
+/// A short-lived client (`ds upload big.csv`) ends its agent as soon as the upload is
+/// accepted. Rather than keep that agent (and so the client waiting on it) alive, the agent
+/// starts this command in a session of its own and leaves at once; it waits for the agent to
+/// be gone, claims the sources the agent left `processing` (the same crash-recovery claim
+/// any agent makes at start), processes them, and exits.
+struct ProcessPending: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "process-pending",
+        abstract: "Process every data source left processing in the store, then exit (started by the agent itself when its client leaves during processing).")
+
+    @OptionGroup var storeOptions: StoreOptions
+
+    @Option(name: .long, help: ArgumentHelp("Wait for this process to exit before claiming its work.", valueName: "PID"))
+    var afterPid: Int32?
+
+    func run() throws {
+        _ = setsid()
+        Self.closeInheritedDescriptors()
+        let logger = try storeOptions.bootstrapLogging()
+        if let afterPid {
+            let deadline = Date().addingTimeInterval(60)
+            while kill(afterPid, 0) == 0 || errno == EPERM, Date() < deadline { usleep(20_000) }
+        }
+        let root = storeOptions.storeURL()
+        guard FileManager.default.fileExists(atPath: root.path) else { return }
+        // Opening the store claims and starts every orphaned source (LocalBackend.init).
+        let backend = try LocalBackend(root: root, logger: logger)
+        backend.waitForIdle()
+        logger.info("pending processing finished")
+    }
+
+    static func closeInheritedDescriptors() {
+        #if os(Linux)
+        if let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
+            for fd in entries.compactMap(Int32.init) where fd > 2 { close(fd) }
+        }
+        #endif
+    }
+
+    /// Starts `process-pending` for this process's store, detached: stdin and stdout on
+    /// /dev/null, stderr appended to the store's `worker.log`.
+    static func handOff(store: URL, logger: Logger) {
+        guard let executable = executablePath() else {
+            logger.warning("cannot find the agent's executable to finish processing; the next agent on this store will")
+            return
+        }
+        let log = store.appendingPathComponent("worker.log").path
+        let arguments = [executable, "process-pending", "--store", store.path, "--after-pid", String(getpid())]
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let status = posix_spawn(&pid, executable, &actions, nil, &argv, environ)
+        if status == 0 {
+            logger.info("processing continues in process \(pid) after this agent exits")
+        } else {
+            logger.warning("could not start a process to finish processing (\(String(cString: strerror(status)))); the next agent on this store will")
+        }
+    }
+
+    static func executablePath() -> String? {
+        #if os(Linux)
+        if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return path }
+        #endif
+        return Bundle.main.executablePath
+    }
+}

@@ -1,0 +1,46 @@
+import DataSourceDomain
+import Foundation
+import GRDB
+
+extension DataSourceError {
+    /// A failure of the store turned into a Claro error. SQLite's messages carry SQL text,
+    /// which says nothing useful to a client and is kept out of the answer (it is logged).
+    static func storage(_ error: any Error, filter: String? = nil) -> DataSourceError {
+        if let error = error as? DataSourceError { return error }
+        guard let database = error as? DatabaseError else {
+            return DataSourceError(.storageError, details: ["reason": "the store could not be read or written"])
+        }
+        let reason: String
+        if let filter, [.SQLITE_ERROR, .SQLITE_TOOBIG, .SQLITE_RANGE].contains(database.resultCode) {
+            // A query SQLite would not prepare: the filter is beyond what it can evaluate.
+            return DataSourceError(.invalidParameters, details: [
+                "parameter": "filter", "filter": .string(filter), "position": 0,
+                "reason": "the filter is too complex for the store to evaluate",
+            ])
+        }
+        switch database.resultCode {
+        case .SQLITE_FULL: reason = "the disk is full"
+        case .SQLITE_BUSY, .SQLITE_LOCKED: reason = "the store is busy; try again"
+        case .SQLITE_READONLY, .SQLITE_PERM: reason = "the store is read-only for this process"
+        case .SQLITE_CORRUPT, .SQLITE_NOTADB: reason = "the store's files are damaged"
+        case .SQLITE_NOMEM: reason = "out of memory"
+        case .SQLITE_INTERRUPT: reason = "the query was interrupted"
+        default: reason = "the store could not be read or written"
+        }
+        return DataSourceError(.storageError, details: ["reason": .string(reason)])
+    }
+}
+
+extension LocalBackend {
+    /// Runs a store operation so that only Claro errors leave it.
+    func storing<T>(filter: String? = nil, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as DataSourceError {
+            throw error
+        } catch {
+            logger.error("store operation failed: \(error)")
+            throw DataSourceError.storage(error, filter: filter)
+        }
+    }
+}
