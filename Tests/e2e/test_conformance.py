@@ -74,7 +74,8 @@ def test_pygls_json_rpc_client(store):
             page = await client.protocol.send_request_async("datasources/data", {"datasourceId": id, "sort": "price", "order": "desc", "limit": 3})
             prices = [field(row, "price") for row in field(page, "data")]
             assert len(prices) == 3 and prices == sorted(prices, reverse=True)
-            assert await client.protocol.send_request_async("shutdown", {}) is None
+            # pygls's own call for a parameterless request sends `"params": null`.
+            assert await client.protocol.send_request_async("shutdown", None) is None
             client.protocol.notify("exit", {})
             return await asyncio.wait_for(client._server.wait(), 10)
         finally:
