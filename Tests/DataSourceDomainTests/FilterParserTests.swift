@@ -34,4 +34,32 @@ import Testing
             #expect(error.position == position, "\(text): \(error.reason)")
         }
     }
+
+    @Test func nestingCountsAlternationsNotChainLength() throws {
+        let chain = Array(repeating: "price>1", count: 300).joined(separator: " AND ")
+        #expect(try FilterParser.parse(chain, columns: columns).nesting == 1)
+        let nots = String(repeating: "NOT ", count: 50) + "in_stock"
+        #expect(try FilterParser.parse(nots, columns: columns).nesting == 0)
+        #expect(try FilterParser.parse("NOT " + nots, columns: columns).nesting == 1)
+        let parens = String(repeating: "(", count: 64) + "price > 1" + String(repeating: ")", count: 64)
+        #expect(try FilterParser.parse(parens, columns: columns).nesting == 0)
+        #expect(throws: FilterError.self) {
+            try FilterParser.parse("(" + parens + ")", columns: columns)
+        }
+    }
+
+    @Test func alternationBeyondTheBoundIsRefused() {
+        var expression = "price > 1"
+        for level in 0..<25 { expression = "(price < 0 \(level % 2 == 0 ? "OR" : "AND") \(expression))" }
+        #expect(throws: FilterError.self) { try FilterParser.parse(expression, columns: columns) }
+    }
+
+    @Test func likeGetsAHint() {
+        do {
+            _ = try FilterParser.parse("category LIKE 'a%'", columns: columns)
+            Issue.record("LIKE was accepted")
+        } catch {
+            #expect(error.reason.contains("CONTAINS") && error.position == 9)
+        }
+    }
 }

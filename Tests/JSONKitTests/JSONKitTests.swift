@@ -69,3 +69,44 @@ import Testing
         #expect(throws: DecodingError.self) { try decoder.decode(Params.self, from: ["limit": 1]) }
     }
 }
+
+@Suite struct UnknownKeyTests {
+    struct Options: Decodable { var delimiter: String? }
+    struct Params: Decodable {
+        var datasourceId: String
+        var sort: String?
+        var options: Options?
+    }
+
+    @Test func unknownKeysAreReportedWithTheAllowedOnes() throws {
+        let decoder = JSONValueDecoder(rejectingUnknownKeysExcept: ["_meta"])
+        let ok = try decoder.decode(Params.self, from: try JSONParser.parse(#"{"datasourceId": "a", "_meta": {}}"#))
+        #expect(ok.datasourceId == "a")
+        do {
+            _ = try decoder.decode(Params.self, from: try JSONParser.parse(#"{"datasourceId": "a", "sortt": "x"}"#))
+            Issue.record("accepted an unknown key")
+        } catch let error as UnknownKeyError {
+            #expect(error.key == "sortt" && error.path.isEmpty && error.allowed == ["datasourceId", "sort", "options"])
+        }
+        do {
+            _ = try decoder.decode(Params.self, from: try JSONParser.parse(#"{"datasourceId": "a", "options": {"delimter": ","}}"#))
+            Issue.record("accepted an unknown nested key")
+        } catch let error as UnknownKeyError {
+            #expect(error.path == ["options"] && error.key == "delimter")
+        }
+        // Without the option the decoder stays lenient.
+        _ = try JSONValueDecoder().decode(Params.self, from: try JSONParser.parse(#"{"datasourceId": "a", "x": 1}"#))
+    }
+
+    @Test func suggestionsFindTypos() {
+        #expect(Suggestions.closest(to: "datasources/lsit", in: ["datasources/list", "datasources/get"]) == "datasources/list")
+        #expect(Suggestions.closest(to: "sortt", in: ["sort", "order"]) == "sort")
+        #expect(Suggestions.closest(to: "zzz", in: ["sort", "order"]) == nil)
+    }
+
+    @Test func prettyPrintingMatchesPythonsLayout() {
+        let value: JSONValue = ["a": [1, 2], "b": [:], "c": [], "d": ["e": "f"]]
+        let expected = "{\n  \"a\": [\n    1,\n    2\n  ],\n  \"b\": {},\n  \"c\": [],\n  \"d\": {\n    \"e\": \"f\"\n  }\n}"
+        #expect(String(decoding: value.prettyPrinted(indent: 2), as: UTF8.self) == expected)
+    }
+}

@@ -72,4 +72,25 @@ import Testing
         events += feed(&framer, "bbbb\"}\n[]\n")
         #expect(events == [.oversized(declaredBytes: nil), .message(Array("[]".utf8))])
     }
+
+    @Test func headerBlockOverTheCapIsRejectedEvenInOneRead() {
+        var framer = MessageFramer(maxMessageBytes: 1000)
+        let padding = String(repeating: "a", count: 17_000)
+        let events = feed(&framer, "Content-Length: 2\r\nX-Pad: \(padding)\r\n\r\n{}Content-Length: 2\r\n\r\n[]")
+        guard case .malformedHeader(let reason)? = events.first else {
+            Issue.record("expected a malformed header, got \(events)")
+            return
+        }
+        #expect(reason.contains("16384"))
+        // The oversized block's body was skipped; the next message is intact.
+        #expect(messages(events) == ["[]"])
+    }
+
+    @Test func duplicateContentLengthIsRejected() {
+        var framer = MessageFramer(maxMessageBytes: 1000)
+        let events = feed(&framer, "Content-Length: 2\r\ncontent-length: 2\r\n\r\n{}")
+        #expect(events.first == .malformedHeader("duplicate Content-Length header"))
+        var signs = MessageFramer(maxMessageBytes: 1000)
+        #expect(feed(&signs, "Content-Length: +2\r\n\r\n{}").first == .malformedHeader("invalid Content-Length: +2"))
+    }
 }
