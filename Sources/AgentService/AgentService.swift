@@ -35,15 +35,9 @@ public final class AgentService: Sendable {
         self.logger = logger
     }
 
-    /// The OpenRPC description of every method the service answers, generated from the same
-    /// method table the sessions use.
+    /// The OpenRPC description of every method, generated from the method descriptors.
     public static func openRPCDocument(version: String) -> JSONValue {
-        let service = AgentService(
-            backend: UnavailableBackend(), configuration: ServiceConfiguration(version: version, backendName: "none", readOnly: false),
-            logger: Logger(label: "openrpc"))
-        var table = MethodTable()
-        ServiceSession.registerDataSourceMethods(in: &table, service: service)
-        return OpenRPCDocument.make(methods: table, version: version)
+        OpenRPCDocument.make(methods: DataSourceMethods.all, version: version)
     }
 
     public func makeSessionDelegate(for session: Session) -> any SessionDelegate {
@@ -69,7 +63,7 @@ final class ServiceSession: SessionDelegate {
         self.sessionRef = Mutex(session)
         var table = MethodTable()
         table.paramsErrorMapper = { $0.dataSourceError.rpcError }
-        Self.registerDataSourceMethods(in: &table, service: service)
+        DataSourceMethods.register(in: &table, service: service)
         if service.configuration.debugMethods { Self.registerDebugMethods(in: &table) }
         // MCP's liveness check; allowed before initialize too.
         table.register("ping", params: NoParams.self, unknownParams: .ignore) { _, _ in JSONValue.object([:]) }
@@ -110,7 +104,7 @@ final class ServiceSession: SessionDelegate {
         return RawJSON([
             "capabilities": [
                 "datasources": [
-                    "methods": .array(baseMethods.descriptions.keys.sorted().map { .string($0) }),
+                    "methods": .array(DataSourceMethods.all.map { $0.name }.sorted().map { .string($0) }),
                     "notifications": ["datasources/statusChanged", "$/progress"],
                     "backend": .string(service.configuration.backendName),
                     "readOnly": .bool(service.configuration.readOnly),
@@ -162,16 +156,4 @@ enum MCPNegotiation {
             "serverInfo": serverInfo,
         ]
     }
-}
-
-/// Stands in for a backend where only the method table's shape is needed (documentation).
-private struct UnavailableBackend: DataSourceBackend {
-    func list(_ query: ListQuery) async throws -> ListPage { throw DataSourceError(.unauthorized) }
-    func details(of id: DataSourceID, maxAge: Int?) async throws -> DataSourceDetails { throw DataSourceError(.unauthorized) }
-    func data(_ query: DataQuery) async throws -> DataPage { throw DataSourceError(.unauthorized) }
-    func delete(_ id: DataSourceID) async throws -> DeleteReceipt { throw DataSourceError(.unauthorized) }
-    func downloadLink(for id: DataSourceID, expiresIn seconds: Int) async throws -> DownloadLink { throw DataSourceError(.unauthorized) }
-    func upload(_ request: UploadRequest, progress: ProgressHandler?) async throws -> DataSourceSummary { throw DataSourceError(.unauthorized) }
-    func addStatusObserver(_ observer: @escaping @Sendable (StatusChange) -> Void) -> ObserverToken { ObserverToken(rawValue: 0) }
-    func removeObserver(_ token: ObserverToken) {}
 }

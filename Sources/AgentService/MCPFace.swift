@@ -3,43 +3,16 @@ import JSONKit
 import JSONRPC
 import Synchronization
 
-/// The MCP face: each tool is one `datasources/*` method, described by the same
-/// `MethodDescription` that generates openrpc.json, and called through the same handler.
+/// The MCP face: each tool is one `datasources/*` method, described by the same descriptor
+/// that generates openrpc.json, and called through the same handler.
 enum MCPTools {
-    struct Tool {
-        var name: String
-        var method: String
-        var title: String
-        var guidance: String
-    }
-
-    static let filterGrammar = """
-        Filter grammar: comparisons = == != <> > >= < <= ; CONTAINS, STARTSWITH, ENDSWITH (case-insensitive, text \
-        columns); IN ('a', 'b'); IS NULL / IS NOT NULL; AND, OR, NOT, parentheses (NOT > AND > OR). Columns are bare \
-        names or `back quoted`; strings in single or double quotes. Examples: price > 100; \
-        category = 'Electronics' AND (price <= 50 OR in_stock = true); name CONTAINS 'widget'; discount IS NULL.
-        """
-
-    static let all: [Tool] = [
-        Tool(name: "list_datasources", method: "datasources/list", title: "List data sources",
-             guidance: "Use it to find a data source's id (datasourceId) before inspecting or querying it."),
-        Tool(name: "get_datasource", method: "datasources/get", title: "Describe a data source",
-             guidance: "Returns the column names and types (string, number, boolean, date, datetime) with sample values; call it before writing a filter."),
-        Tool(name: "query_datasource", method: "datasources/data", title: "Query rows",
-             guidance: "Returns rows of a completed data source. " + filterGrammar + " Page with page/limit or with pagination.nextCursor."),
-        Tool(name: "delete_datasource", method: "datasources/delete", title: "Delete a data source",
-             guidance: "Permanently removes the data source, its rows and its original file."),
-        Tool(name: "create_download_url", method: "datasources/download", title: "Create a download link",
-             guidance: "Returns a signed URL, valid for expiresIn seconds, that serves the original file."),
-        Tool(name: "upload_datasource", method: "datasources/upload", title: "Upload a file",
-             guidance: "Give an absolute path, or fileName with content. Processing (type inference, cleaning) runs in the background; the result has status processing. With a progress token, the call waits for processing to end and reports progress."),
-    ]
-
-    static func listResult(methods: MethodTable) -> JSONValue {
-        .object(["tools": .array(all.compactMap { tool -> JSONValue? in
-            guard let description = methods.descriptions[tool.method] else { return nil }
+    static func listResult() -> JSONValue {
+        .object(["tools": .array(DataSourceMethods.all.compactMap { method -> JSONValue? in
+            guard let tool = method.tool else { return nil }
+            let description = method.description
             var input = description.paramsObjectSchema.objectValue ?? JSONObject()
             if case .object(var properties)? = input["properties"] {
+                // Progress comes through MCP's _meta.progressToken; the cache is a remote-backend detail.
                 properties["workDoneToken"] = nil
                 properties["maxAge"] = nil
                 input["properties"] = .object(properties)
@@ -77,29 +50,28 @@ extension ServiceSession {
     func registerMCPMethods(in table: inout MethodTable) {
         let dataSourceMethods = table
         let backend = service.backend
-        table.register("tools/list", params: CursorParams.self, unknownParams: .ignore) { _, _ in MCPTools.listResult(methods: dataSourceMethods) }
+        table.register("tools/list", params: CursorParams.self, unknownParams: .ignore) { _, _ in MCPTools.listResult() }
         table.register("tools/call", params: ToolCallParams.self, unknownParams: .ignore) { [self] params, context in
-            guard let tool = MCPTools.all.first(where: { $0.name == params.name }),
-                let handler = dataSourceMethods.handler(for: tool.method)
+            guard let method = DataSourceMethods.tool(named: params.name), let tool = method.tool,
+                let handler = dataSourceMethods.handler(for: method.name)
             else {
-                var data: JSONObject = ["name": .string(params.name), "allowed": .array(MCPTools.all.map { .string($0.name) })]
-                if let close = Suggestions.closest(to: params.name, in: MCPTools.all.map(\.name)) { data["suggestion"] = .string(close) }
+                var data: JSONObject = ["name": .string(params.name), "allowed": .array(DataSourceMethods.toolNames.map { .string($0) })]
+                if let close = Suggestions.closest(to: params.name, in: DataSourceMethods.toolNames) { data["suggestion"] = .string(close) }
                 throw JSONRPCError(code: JSONRPCError.invalidParamsCode, message: "Unknown tool", data: .object(data))
             }
             var arguments = params.arguments ?? .object([:])
-            if case .object(var object) = arguments, tool.name == "upload_datasource", context.progress != nil {
+            if case .object(var object) = arguments, tool.waitsForProcessing, context.progress != nil {
                 object["workDoneToken"] = nil
                 arguments = .object(object)
             }
             do {
                 let result = try await handler(arguments, context)
-                if tool.name == "upload_datasource" {
+                if method.access == .write {
                     context.session.notify(method: "notifications/resources/list_changed", params: .object([:]))
-                    if context.progress != nil, let id = try? JSONParser.parse(result.bytes)["datasourceId"]?.stringValue {
-                        await waitForProcessing(id, backend: backend)
-                    }
-                } else if tool.name == "delete_datasource" {
-                    context.session.notify(method: "notifications/resources/list_changed", params: .object([:]))
+                }
+                if tool.waitsForProcessing, context.progress != nil,
+                    let id = try? JSONParser.parse(result.bytes)["datasourceId"]?.stringValue {
+                    await waitForProcessing(id, backend: backend)
                 }
                 return RawJSON(bytes: Self.toolResult(structured: result.bytes, isError: false))
             } catch let error as JSONRPCError {

@@ -10,8 +10,16 @@ enum Schema {
     static let timestamp: JSONValue = ["type": "string", "pattern": "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}Z$"]
     static let nullableTimestamp: JSONValue = ["type": ["string", "null"], "pattern": "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}Z$"]
     static let uuid: JSONValue = ["type": "string", "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"]
-    static let status: JSONValue = ["type": "string", "enum": ["processing", "completed", "failed"]]
-    static let columnType: JSONValue = ["type": "string", "enum": ["string", "number", "boolean", "date", "datetime"]]
+    static let status = enumeration(DataSourceStatus.self)
+    static let columnType = enumeration(ColumnType.self)
+    static let page = integer(min: 1, max: Pagination.maxPage, default: 1)
+
+    /// A string schema whose allowed values are the enum's cases.
+    static func enumeration<E: CaseIterable & RawRepresentable>(_ type: E.Type, default value: E? = nil) -> JSONValue where E.RawValue == String {
+        var schema: JSONObject = ["type": "string", "enum": .array(E.allCases.map { .string($0.rawValue) })]
+        if let value { schema["default"] = .string(value.rawValue) }
+        return .object(schema)
+    }
 
     static func object(_ properties: JSONObject, required: [String], additional: Bool = true) -> JSONValue {
         [
@@ -79,104 +87,13 @@ enum Schema {
     }
 }
 
-enum MethodDocs {
-    static let list = MethodDescription(
-        summary: "List data sources, newest first, with pagination.",
-        params: [
-            .init("page", Schema.integer(min: 1, max: Pagination.maxPage, default: 1), "Page number, from 1."),
-            .init("limit", Schema.integer(min: 1, max: ListQuery.maxLimit, default: ListQuery.defaultLimit), "Items per page."),
-            .init("status", Schema.status, "Only data sources with this status."),
-            .init("contentType", Schema.string, "Only data sources of this MIME type."),
-            .init("maxAge", Schema.integer(min: 0), "Remote backend: oldest cached answer acceptable, in seconds."),
-        ],
-        result: Schema.listResult,
-        errors: [Schema.error(.invalidParameters), Schema.error(.unauthorized)])
-
-    static let get = MethodDescription(
-        summary: "Details of one data source: columns with types and samples, row count, processing statistics.",
-        params: [
-            .init("datasourceId", Schema.uuid, required: true, "The data source's id."),
-            .init("maxAge", Schema.integer(min: 0), "Remote backend: oldest cached answer acceptable, in seconds."),
-        ],
-        result: Schema.details,
-        errors: [Schema.error(.datasourceNotFound), Schema.error(.invalidParameters), Schema.error(.unauthorized)])
-}
-
-extension MethodDocs {
-    static let upload = MethodDescription(
-        summary: "Upload a file (by absolute path, or inline) and process it in the background. Returns at once with status processing; the outcome is pushed as datasources/statusChanged.",
-        params: [
-            .init("path", ["type": "string"], "Absolute path of a file the agent reads. Give either path or fileName with content."),
-            .init("fileName", ["type": "string"], "Name of the inline file (with content)."),
-            .init("content", ["type": "string"], "Inline file content, at most 64 MiB decoded."),
-            .init("encoding", ["type": "string", "enum": ["utf8", "base64"], "default": "utf8"], "How content is encoded."),
-            .init("contentType", ["type": "string"], "MIME type; guessed from the name and bytes when absent."),
-            .init("options", Schema.object([
-                "delimiter": ["type": "string"], "quote": ["type": "string"], "header": ["type": "boolean"],
-                "encoding": ["type": "string"], "nullValues": ["type": "array", "items": ["type": "string"]],
-            ], required: []), "Reader options for delimited text; detected when absent."),
-            .init("workDoneToken", ["type": ["string", "integer"]], "Progress token: $/progress notifications follow processing."),
-        ],
-        result: Schema.summary,
-        errors: [Schema.error(.invalidParameters), Schema.error(.accessDenied), Schema.error(.unauthorized)])
-}
-
-extension MethodDocs {
-    static let data = MethodDescription(
-        summary: "Rows of a completed data source, filtered, sorted (stable, nulls last) and paginated by page or by cursor.",
-        params: [
-            .init("datasourceId", Schema.uuid, required: true, "The data source's id."),
-            .init("page", Schema.integer(min: 1, max: Pagination.maxPage, default: 1), "Page number, from 1 (ignored with cursor)."),
-            .init("limit", Schema.integer(min: 1, max: DataQuery.maxLimit, default: DataQuery.defaultLimit), "Rows per page."),
-            .init("sort", ["type": "string"], "Column to sort by; default: original order."),
-            .init("order", ["type": "string", "enum": ["asc", "desc"], "default": "asc"], "Sort direction."),
-            .init("filter", ["type": "string", "maxLength": .int(Int64(FilterParser.maxLength))],
-                  "Filter expression, e.g. price > 100 AND (category = 'Toys' OR name CONTAINS 'widget')."),
-            .init("cursor", ["type": "string"], "pagination.nextCursor of the previous page (keyset paging)."),
-        ],
-        result: Schema.object([
-            "data": ["type": "array", "items": ["type": "object"]],
-            "pagination": Schema.object([
-                "page": Schema.integer(min: 1), "limit": Schema.integer(min: 1), "total": Schema.integer(min: 0),
-                "totalPages": Schema.integer(min: 0), "nextCursor": ["type": ["string", "null"]],
-            ], required: ["page", "limit", "total", "totalPages", "nextCursor"]),
-            "columns": ["type": "array", "items": Schema.object(["name": Schema.string, "type": Schema.columnType], required: ["name", "type"])],
-        ], required: ["data", "pagination", "columns"]),
-        errors: [
-            Schema.error(.datasourceNotFound), Schema.error(.processingInProgress), Schema.error(.processingFailed),
-            Schema.error(.invalidParameters), Schema.error(.unauthorized),
-        ])
-
-    static let delete = MethodDescription(
-        summary: "Delete a data source: its metadata, rows, indexes and original file. Stops processing if it is still running.",
-        params: [.init("datasourceId", Schema.uuid, required: true, "The data source's id.")],
-        result: Schema.object([
-            "message": ["type": "string", "const": "Data source deleted successfully"], "datasourceId": Schema.uuid, "deletedAt": Schema.timestamp,
-        ], required: ["message", "datasourceId", "deletedAt"]),
-        errors: [Schema.error(.datasourceNotFound), Schema.error(.accessDenied), Schema.error(.unauthorized)])
-}
-
-extension MethodDocs {
-    static let download = MethodDescription(
-        summary: "A signed, expiring URL on the agent's loopback HTTP listener that serves the original file.",
-        params: [
-            .init("datasourceId", Schema.uuid, required: true, "The data source's id."),
-            .init("expiresIn", Schema.integer(min: 1, max: 86400, default: 3600), "Seconds until the link expires."),
-        ],
-        result: Schema.object([
-            "downloadUrl": ["type": "string", "format": "uri"], "fileName": Schema.string, "expiresAt": Schema.timestamp,
-            "fileSize": Schema.integer(min: 0),
-        ], required: ["downloadUrl", "fileName", "expiresAt", "fileSize"]),
-        errors: [Schema.error(.datasourceNotFound), Schema.error(.invalidParameters), Schema.error(.unauthorized)])
-}
-
-/// Builds the OpenRPC document from a method table.
+/// Builds the OpenRPC document from the method descriptors.
 enum OpenRPCDocument {
-    static func make(methods: MethodTable, version: String) -> JSONValue {
-        let described = methods.descriptions.keys.sorted().compactMap { name -> JSONValue? in
-            guard let description = methods.descriptions[name] else { return nil }
+    static func make(methods: [any DataSourceMethod.Type], version: String) -> JSONValue {
+        let described = methods.sorted { $0.name < $1.name }.map { method -> JSONValue in
+            let description = method.description
             return [
-                "name": .string(name),
+                "name": .string(method.name),
                 "summary": .string(description.summary),
                 "paramStructure": "by-name",
                 "params": .array(description.params.map { param in
@@ -185,7 +102,7 @@ enum OpenRPCDocument {
                         "required": .bool(param.required), "schema": param.schema,
                     ]
                 }),
-                "result": ["name": .string("\(name.split(separator: "/").last ?? "")Result"), "schema": description.result],
+                "result": ["name": .string("\(method.name.split(separator: "/").last ?? "")Result"), "schema": description.result],
                 "errors": .array(description.errors),
             ]
         }

@@ -25,32 +25,6 @@ public struct DataSourceError: Error, Sendable, Equatable {
             case .storageError: "Storage error"
             }
         }
-
-        /// The JSON-RPC error code (§6).
-        public var rpcCode: Int {
-            switch self {
-            case .unauthorized: -31401
-            case .accessDenied: -31403
-            case .datasourceNotFound: -31404
-            case .processingInProgress: -31409
-            case .processingFailed: -31422
-            case .invalidParameters: -32602
-            case .storageError: -31500
-            }
-        }
-
-        /// The HTTP status of the Claro REST API.
-        public var httpStatus: Int {
-            switch self {
-            case .unauthorized: 401
-            case .accessDenied: 403
-            case .datasourceNotFound: 404
-            case .processingInProgress: 409
-            case .processingFailed: 422
-            case .invalidParameters: 400
-            case .storageError: 500
-            }
-        }
     }
 
     public var code: Code
@@ -82,10 +56,5 @@ public struct DataSourceError: Error, Sendable, Equatable {
 
     public static func processingFailed(id: DataSourceID, message: String) -> DataSourceError {
         DataSourceError(.processingFailed, details: ["datasourceId": .string(id.rawValue), "message": .string(message)])
-    }
-
-    /// The Claro error body `{error, code, details}`.
-    public var claroBody: JSONValue {
-        ["error": .string(code.message), "code": .string(code.rawValue), "details": .object(details)]
     }
 }

@@ -227,7 +227,7 @@ public struct ListPage: Sendable, Equatable {
     }
 }
 
-public enum SortDirection: String, Sendable, Codable { case asc, desc }
+public enum SortDirection: String, Sendable, Codable, CaseIterable { case asc, desc }
 
 public struct DataQuery: Sendable {
     public static let defaultLimit = 50

@@ -1,0 +1,79 @@
+import DataSourceDomain
+import JSONKit
+import JSONRPC
+
+/// What a method does to the store. The read-only guard (and, with keys, the scope a key
+/// needs) follows from it, never from a per-handler check.
+public enum MethodAccess: String, Sendable {
+    case read, write
+}
+
+/// How a method is also offered as an MCP tool.
+public struct ToolDescription: Sendable {
+    public var name: String
+    public var title: String
+    /// Appended to the method's summary: when and how an AI host should use the tool.
+    public var guidance: String
+    /// Given a progress token, the call stays open until processing ends (MCP allows
+    /// progress only while a request is open).
+    public var waitsForProcessing = false
+}
+
+/// What a method's handler receives besides its params.
+public struct MethodCallContext: Sendable {
+    public var progress: ProgressReporter?
+}
+
+/// One method of the data-source API: its name, params type, documentation, errors, what it
+/// does to the store, its MCP tool, and its handler. JSON-RPC dispatch, the MCP tools and the
+/// OpenRPC document all iterate over `DataSourceMethods.all`, so a method is added by writing
+/// one descriptor.
+protocol DataSourceMethod: Sendable {
+    associatedtype Params: Decodable & Sendable
+    static var name: String { get }
+    static var access: MethodAccess { get }
+    static var tool: ToolDescription? { get }
+    static var summary: String { get }
+    static var params: [MethodDescription.Param] { get }
+    static var result: JSONValue { get }
+    static var errors: [DataSourceError.Code] { get }
+    static func call(_ params: Params, backend: any DataSourceBackend, context: MethodCallContext) async throws -> RawJSON
+}
+
+extension DataSourceMethod {
+    static var description: MethodDescription {
+        MethodDescription(summary: summary, params: params, result: result, errors: errors.map(Schema.error))
+    }
+
+    static func register(in table: inout MethodTable, service: AgentService) {
+        table.register(name, params: Params.self, description: description) { params, context in
+            try await mappingErrors {
+                if access == .write, service.configuration.readOnly {
+                    throw DataSourceError(.accessDenied, details: ["reason": "the agent runs with --read-only"])
+                }
+                return try await call(params, backend: service.backend, context: MethodCallContext(progress: context.progress))
+            }
+        }
+    }
+}
+
+enum DataSourceMethods {
+    /// Every method of the data-source API, in the order documents list them.
+    static let all: [any DataSourceMethod.Type] = [
+        ListMethod.self, GetMethod.self, DataMethod.self, DeleteMethod.self, DownloadMethod.self, UploadMethod.self,
+    ]
+
+    static func register(in table: inout MethodTable, service: AgentService) {
+        for method in all { method.register(in: &table, service: service) }
+    }
+
+    static func named(_ name: String) -> (any DataSourceMethod.Type)? {
+        all.first { $0.name == name }
+    }
+
+    static func tool(named name: String) -> (any DataSourceMethod.Type)? {
+        all.first { $0.tool?.name == name }
+    }
+
+    static var toolNames: [String] { all.compactMap { $0.tool?.name } }
+}

@@ -1,0 +1,176 @@
+import DataSourceDomain
+import Foundation
+import JSONKit
+import JSONRPC
+
+struct ListMethod: DataSourceMethod {
+    struct Params: Decodable, Sendable {
+        var page: Int?
+        var limit: Int?
+        var status: String?
+        var contentType: String?
+        var maxAge: Int?
+    }
+
+    static let name = "datasources/list"
+    static let access = MethodAccess.read
+    static let tool: ToolDescription? = ToolDescription(
+        name: "list_datasources", title: "List data sources",
+        guidance: "Use it to find a data source's id (datasourceId) before inspecting or querying it.")
+    static let summary = "List data sources, newest first, with pagination."
+    static let params: [MethodDescription.Param] = [
+        .init("page", Schema.page, "Page number, from 1."),
+        .init("limit", Schema.integer(min: 1, max: ListQuery.maxLimit, default: ListQuery.defaultLimit), "Items per page."),
+        .init("status", Schema.status, "Only data sources with this status."),
+        .init("contentType", Schema.string, "Only data sources of this MIME type."),
+        .init("maxAge", Schema.integer(min: 0), "Remote backend: oldest cached answer acceptable, in seconds."),
+    ]
+    static let result = Schema.listResult
+    static let errors: [DataSourceError.Code] = [.invalidParameters, .unauthorized]
+
+    static func call(_ params: Params, backend: any DataSourceBackend, context: MethodCallContext) async throws -> RawJSON {
+        let query = ListQuery(
+            page: try Validate.page(params.page),
+            limit: try Validate.limit(params.limit, default: ListQuery.defaultLimit, max: ListQuery.maxLimit),
+            status: try Validate.status(params.status), contentType: params.contentType, maxAge: try Validate.maxAge(params.maxAge))
+        return RawJSON(try await backend.list(query).json)
+    }
+}
+
+struct GetMethod: DataSourceMethod {
+    struct Params: Decodable, Sendable {
+        var datasourceId: String
+        var maxAge: Int?
+    }
+
+    static let name = "datasources/get"
+    static let access = MethodAccess.read
+    static let tool: ToolDescription? = ToolDescription(
+        name: "get_datasource", title: "Describe a data source",
+        guidance: "Returns the column names and types (string, number, boolean, date, datetime) with sample values; call it before writing a filter.")
+    static let summary = "Details of one data source: columns with types and samples, row count, processing statistics."
+    static let params: [MethodDescription.Param] = [
+        .init("datasourceId", Schema.uuid, required: true, "The data source's id."),
+        .init("maxAge", Schema.integer(min: 0), "Remote backend: oldest cached answer acceptable, in seconds."),
+    ]
+    static let result = Schema.details
+    static let errors: [DataSourceError.Code] = [.datasourceNotFound, .invalidParameters, .unauthorized]
+
+    static func call(_ params: Params, backend: any DataSourceBackend, context: MethodCallContext) async throws -> RawJSON {
+        let id = try Validate.datasourceId(params.datasourceId)
+        return RawJSON(try await backend.details(of: id, maxAge: try Validate.maxAge(params.maxAge)).json)
+    }
+}
+
+struct DataMethod: DataSourceMethod {
+    struct Params: Decodable, Sendable {
+        var datasourceId: String
+        var page: Int?
+        var limit: Int?
+        var sort: String?
+        var order: String?
+        var filter: String?
+        var cursor: String?
+    }
+
+    static let name = "datasources/data"
+    static let access = MethodAccess.read
+    static let tool: ToolDescription? = ToolDescription(
+        name: "query_datasource", title: "Query rows",
+        guidance: "Returns rows of a completed data source. " + filterGrammar + " Page with page/limit or with pagination.nextCursor.")
+    static let summary = "Rows of a completed data source, filtered, sorted (stable, nulls last) and paginated by page or by cursor."
+    static let params: [MethodDescription.Param] = [
+        .init("datasourceId", Schema.uuid, required: true, "The data source's id."),
+        .init("page", Schema.page, "Page number, from 1 (ignored with cursor)."),
+        .init("limit", Schema.integer(min: 1, max: DataQuery.maxLimit, default: DataQuery.defaultLimit), "Rows per page."),
+        .init("sort", Schema.string, "Column to sort by; default: original order."),
+        .init("order", Schema.enumeration(SortDirection.self, default: .asc), "Sort direction."),
+        .init("filter", ["type": "string", "maxLength": .int(Int64(FilterParser.maxLength))],
+              "Filter expression, e.g. price > 100 AND (category = 'Toys' OR name CONTAINS 'widget')."),
+        .init("cursor", Schema.string, "pagination.nextCursor of the previous page (keyset paging)."),
+    ]
+    static let result = Schema.object([
+        "data": ["type": "array", "items": ["type": "object"]],
+        "pagination": Schema.object([
+            "page": Schema.integer(min: 1), "limit": Schema.integer(min: 1), "total": Schema.integer(min: 0),
+            "totalPages": Schema.integer(min: 0), "nextCursor": ["type": ["string", "null"]],
+        ], required: ["page", "limit", "total", "totalPages", "nextCursor"]),
+        "columns": ["type": "array", "items": Schema.object(["name": Schema.string, "type": Schema.columnType], required: ["name", "type"])],
+    ], required: ["data", "pagination", "columns"])
+    static let errors: [DataSourceError.Code] = [
+        .datasourceNotFound, .processingInProgress, .processingFailed, .invalidParameters, .unauthorized, .storageError,
+    ]
+
+    static let filterGrammar = """
+        Filter grammar: comparisons = == != <> > >= < <= ; CONTAINS, STARTSWITH, ENDSWITH (case-insensitive, text \
+        columns); IN ('a', 'b'); IS NULL / IS NOT NULL; AND, OR, NOT, parentheses (NOT > AND > OR). Columns are bare \
+        names or `back quoted`; strings in single or double quotes. Examples: price > 100; \
+        category = 'Electronics' AND (price <= 50 OR in_stock = true); name CONTAINS 'widget'; discount IS NULL.
+        """
+
+    static func call(_ params: Params, backend: any DataSourceBackend, context: MethodCallContext) async throws -> RawJSON {
+        RawJSON(bytes: try await backend.data(try query(params)).jsonBytes())
+    }
+
+    static func query(_ params: Params) throws -> DataQuery {
+        let id = try Validate.datasourceId(params.datasourceId)
+        var direction = SortDirection.asc
+        if let order = params.order {
+            guard let parsed = SortDirection(rawValue: order.lowercased()) else {
+                throw DataSourceError.invalidParameter(
+                    "order", value: .string(order), reason: "must be asc or desc",
+                    extra: ["allowed": .array(SortDirection.allCases.map { .string($0.rawValue) })])
+            }
+            direction = parsed
+        }
+        if let filter = params.filter, filter.count > FilterParser.maxLength {
+            throw DataSourceError.invalidParameter(
+                "filter", value: nil, reason: "longer than \(FilterParser.maxLength) characters", extra: ["max": .int(Int64(FilterParser.maxLength))])
+        }
+        return DataQuery(
+            datasourceId: id, page: try Validate.page(params.page),
+            limit: try Validate.limit(params.limit, default: DataQuery.defaultLimit, max: DataQuery.maxLimit),
+            sort: params.sort?.isEmpty == true ? nil : params.sort, order: direction, filter: params.filter,
+            cursor: params.cursor?.isEmpty == true ? nil : params.cursor)
+    }
+}
+
+struct DownloadMethod: DataSourceMethod {
+    struct Params: Decodable, Sendable {
+        var datasourceId: String
+        var expiresIn: Int?
+    }
+
+    static let defaultExpiry = 3600
+    static let maxExpiry = 86400
+
+    static let name = "datasources/download"
+    static let access = MethodAccess.read
+    static let tool: ToolDescription? = ToolDescription(
+        name: "create_download_url", title: "Create a download link",
+        guidance: "Returns a signed URL, valid for expiresIn seconds, that serves the original file.")
+    static let summary = "A signed, expiring URL on the agent's loopback HTTP listener that serves the original file."
+    static let params: [MethodDescription.Param] = [
+        .init("datasourceId", Schema.uuid, required: true, "The data source's id."),
+        .init("expiresIn", Schema.integer(min: 1, max: maxExpiry, default: defaultExpiry), "Seconds until the link expires."),
+    ]
+    static let result = Schema.object([
+        "downloadUrl": ["type": "string", "format": "uri"], "fileName": Schema.string, "expiresAt": Schema.timestamp,
+        "fileSize": Schema.integer(min: 0),
+    ], required: ["downloadUrl", "fileName", "expiresAt", "fileSize"])
+    static let errors: [DataSourceError.Code] = [.datasourceNotFound, .invalidParameters, .unauthorized]
+
+    static func call(_ params: Params, backend: any DataSourceBackend, context: MethodCallContext) async throws -> RawJSON {
+        let id = try Validate.datasourceId(params.datasourceId)
+        var expiry = defaultExpiry
+        if let expiresIn = params.expiresIn {
+            guard (1...maxExpiry).contains(expiresIn) else {
+                throw DataSourceError.invalidParameter(
+                    "expiresIn", value: .int(Int64(expiresIn)), reason: "must be between 1 and \(maxExpiry) seconds",
+                    extra: ["min": 1, "max": .int(Int64(maxExpiry))])
+            }
+            expiry = expiresIn
+        }
+        return RawJSON(try await backend.downloadLink(for: id, expiresIn: expiry).json)
+    }
+}
