@@ -29,12 +29,12 @@ def test_python_upload_wait_progress_and_notification(client):
     seen = []
     progress = []
     client.on_status_changed(seen.append)
-    note = client.upload(PRODUCTS, wait=True, timeout=60, progress=progress.append)
-    assert note["status"] == "completed" and note["rowCount"] == 36
-    assert seen and seen[-1]["datasourceId"] == note["datasourceId"]
+    source = client.upload(PRODUCTS, wait=True, timeout=60, progress=progress.append)
+    assert source["status"] == "completed" and source["rowCount"] == 36
+    assert seen and seen[-1]["datasourceId"] == source["datasourceId"] and seen[-1]["status"] == "completed"
     assert progress[0]["kind"] == "begin" and progress[-1]["kind"] == "end"
-    details = client.get(note["datasourceId"])
-    assert details["rowCount"] == 36
+    details = client.get(source["datasourceId"])
+    assert details == source
     assert client.list()["pagination"]["total"] == 1
 
 
@@ -154,7 +154,7 @@ def test_shell_client(store, tmp_path, with_jq):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     out = run(["upload", str(empty), "--wait"])
-    error = json.loads(out.stderr)
+    error = json.loads(out.stderr.splitlines()[-1])  # after the progress lines
     assert out.returncode == 1 and error["code"] == "PROCESSING_FAILED" and error["error"] == "Data source processing failed"
     out = run(["delete", id])
     assert out.returncode == 0 and json.loads(out.stdout)["message"] == "Data source deleted successfully"

@@ -4,11 +4,12 @@ import base64
 import itertools
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from .errors import DatasourceAgentError, error_from_rpc
 
@@ -16,16 +17,47 @@ StatusCallback = Callable[[Dict[str, Any]], None]
 ProgressCallback = Callable[[Dict[str, Any]], None]
 
 
-def _default_command() -> List[str]:
-    found = shutil.which("datasource-agent")
+INSTALL_HINT = (
+    "install it with scripts/install from the datasource-agent repository (it builds the agent and "
+    "copies it to ~/.local/bin, which must be on PATH), or set DATASOURCE_AGENT to the agent command"
+)
+
+
+def _default_command(env: Optional[Mapping[str, str]] = None) -> List[str]:
+    """$DATASOURCE_AGENT (a command line, split like a shell would), else `datasource-agent` on
+    PATH, else the build in the source checkout this module lives in (when it does)."""
+    env = os.environ if env is None else env
+    configured = shlex.split(env.get("DATASOURCE_AGENT") or "")
+    if configured:
+        return configured
+    found = shutil.which("datasource-agent", path=env.get("PATH"))
     if found:
         return [found]
     repo = Path(__file__).resolve().parents[3]
-    for config in ("release", "debug"):
-        candidate = repo / ".build" / config / "datasource-agent"
-        if candidate.exists():
-            return [str(candidate)]
-    raise FileNotFoundError("datasource-agent not found on PATH or in the repository's .build/")
+    if (repo / "Package.swift").is_file():  # not installed: running from the repository
+        for config in ("release", "debug"):
+            candidate = repo / ".build" / config / "datasource-agent"
+            if candidate.exists():
+                return [str(candidate)]
+    raise FileNotFoundError(f"datasource-agent not found: {INSTALL_HINT}")
+
+
+def _camel(name: str) -> str:
+    """snake_case → the wire's camelCase (camelCase passes through unchanged)."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _wire(params: Mapping[str, Any]) -> Dict[str, Any]:
+    """Keyword arguments → wire params: camelCase names, None left out."""
+    return {_camel(key): value for key, value in params.items() if value is not None}
+
+
+def _joined(value: Any) -> Any:
+    """`sort`/`order` may be given as a list of names; the wire takes them comma-separated."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value)
+    return value
 
 
 class _Pending:
@@ -38,7 +70,13 @@ class _Pending:
 
 class Client:
     """Spawns the agent and calls its methods. A background thread reads every message;
-    responses wake their callers, notifications go to the registered callbacks."""
+    responses wake their callers, notifications go to the registered callbacks.
+
+    `command` is the agent's argv (a string is one program path). Without it: the command line
+    in $DATASOURCE_AGENT (looked up in `env`, then the environment), else `datasource-agent` on
+    PATH, else the repository's build when this package runs from a source checkout.
+    `store` is passed as `--store`. Keyword arguments of the methods are snake_case
+    (`content_type`, `expires_in`, …) and are sent as the wire's camelCase names."""
 
     def __init__(
         self,
@@ -48,18 +86,21 @@ class Client:
         env: Optional[Dict[str, str]] = None,
         timeout: float = 60.0,
     ) -> None:
+        full_env = dict(os.environ)
+        full_env.update(env or {})
         if command is None:
-            argv = _default_command()
+            argv = _default_command(full_env)
         elif isinstance(command, str):
             argv = [command]
         else:
             argv = list(command)
         if store is not None:
             argv += ["--store", os.fspath(store)]
-        full_env = dict(os.environ)
-        full_env.update(env or {})
         self.timeout = timeout
-        self._process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=full_env)
+        try:
+            self._process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=full_env)
+        except OSError as error:
+            raise OSError(error.errno, f"cannot run the agent {argv[0]!r} ({error.strerror or error}): {INSTALL_HINT}") from error
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -141,9 +182,9 @@ class Client:
                 callback(params)
         elif method == "$/progress":
             token = str(params.get("token"))
-            callback = self._progress_callbacks.get(token)
-            if callback is not None:
-                callback(params.get("value") or {})
+            progress = self._progress_callbacks.get(token)
+            if progress is not None:
+                progress(params.get("value") or {})
                 if (params.get("value") or {}).get("kind") == "end":
                     self._progress_callbacks.pop(token, None)
 
@@ -156,31 +197,62 @@ class Client:
         with self._lock:
             self._status_callbacks.append(callback)
 
-    def list(self, **params: Any) -> Dict[str, Any]:
-        return self._request("datasources/list", params)
+    def list(
+        self,
+        *,
+        page: Optional[int] = None,
+        limit: Optional[int] = None,
+        status: Optional[str] = None,
+        content_type: Optional[str] = None,
+        max_age: Optional[float] = None,
+        **params: Any,
+    ) -> Dict[str, Any]:
+        """`datasources/list`: `{dataSources: [...], pagination: {...}}`, newest first."""
+        return self._request("datasources/list", _wire(dict(
+            page=page, limit=limit, status=status, content_type=content_type, max_age=max_age, **params)))
 
-    def get(self, datasource_id: str) -> Dict[str, Any]:
-        return self._request("datasources/get", {"datasourceId": datasource_id})
+    def get(self, datasource_id: str, *, max_age: Optional[float] = None) -> Dict[str, Any]:
+        """`datasources/get`: the data source with its columns, row count and processing stats."""
+        return self._request("datasources/get", _wire(dict(datasource_id=datasource_id, max_age=max_age)))
 
-    def data(self, datasource_id: str, **params: Any) -> Dict[str, Any]:
-        return self._request("datasources/data", {"datasourceId": datasource_id, **params})
+    def data(
+        self,
+        datasource_id: str,
+        *,
+        page: Optional[int] = None,
+        limit: Optional[int] = None,
+        sort: Optional[Union[str, Sequence[str]]] = None,
+        order: Optional[Union[str, Sequence[str]]] = None,
+        filter: Optional[str] = None,
+        cursor: Optional[str] = None,
+        columns: Optional[Sequence[str]] = None,
+        **params: Any,
+    ) -> Dict[str, Any]:
+        """`datasources/data`: one page of rows. `sort` and `order` may be lists (several columns)."""
+        return self._request("datasources/data", _wire(dict(
+            datasource_id=datasource_id, page=page, limit=limit, sort=_joined(sort), order=_joined(order),
+            filter=filter, cursor=cursor, columns=None if columns is None else list(columns), **params)))
 
     def rows(self, datasource_id: str, **params: Any) -> Iterator[Dict[str, Any]]:
-        """Every matching row, page after page, following `nextCursor`."""
+        """Every matching row, page after page, following `nextCursor`. Takes `data`'s keywords
+        (except `page` and `cursor`)."""
         params = {"limit": 1000, **params}
         params.pop("page", None)
+        params.pop("cursor", None)
+        cursor: Optional[str] = None
         while True:
-            page = self.data(datasource_id, **params)
+            page = self.data(datasource_id, cursor=cursor, **params)
             yield from page["data"]
             cursor = page["pagination"].get("nextCursor")
             if not cursor:
                 return
-            params["cursor"] = cursor
 
     def delete(self, datasource_id: str) -> Dict[str, Any]:
+        """`datasources/delete`: `{message, datasourceId, deletedAt}`."""
         return self._request("datasources/delete", {"datasourceId": datasource_id})
 
     def download(self, datasource_id: str, expires_in: int = 3600) -> Dict[str, Any]:
+        """`datasources/download`: `{downloadUrl, fileName, expiresAt, fileSize}`."""
         return self._request("datasources/download", {"datasourceId": datasource_id, "expiresIn": expires_in})
 
     def upload(
@@ -194,39 +266,51 @@ class Client:
         progress: Optional[ProgressCallback] = None,
         content_type: Optional[str] = None,
         options: Optional[Dict[str, Any]] = None,
+        work_done_token: Optional[Union[str, int]] = None,
+        **params: Any,
     ) -> Dict[str, Any]:
-        """Uploads a file by path (made absolute) or inline content. With `wait`, returns the
-        `datasources/statusChanged` notification once processing ends (no polling); a failed
-        source raises ProcessingFailed."""
-        params: Dict[str, Any] = {}
+        """Uploads a file by path (made absolute) or inline content, and returns the data source:
+        without `wait`, as `datasources/upload` answers it (`status: "processing"`); with `wait`,
+        as `get` answers once processing has ended (waiting on `datasources/statusChanged`, no
+        polling; a failed source raises ProcessingFailed, `timeout` raises TimeoutError).
+        `progress` receives the `$/progress` values (`{kind, percentage?, message?}`)."""
+        extra = _wire(params)
+        file_name = file_name or extra.pop("fileName", None)
+        content_type = content_type or extra.pop("contentType", None)
+        token = work_done_token if work_done_token is not None else extra.pop("workDoneToken", None)
+        wire: Dict[str, Any] = {}
         if path is not None:
-            params["path"] = os.path.abspath(os.fspath(path))
+            wire["path"] = os.path.abspath(os.fspath(path))
         elif content is not None:
-            params["fileName"] = file_name or "upload"
+            wire["fileName"] = file_name or "upload"
             if isinstance(content, bytes):
-                params["content"] = base64.b64encode(content).decode()
-                params["encoding"] = "base64"
+                wire["content"] = base64.b64encode(content).decode()
+                wire["encoding"] = "base64"
             else:
-                params["content"] = content
+                wire["content"] = content
         else:
             raise ValueError("give a path or content")
         if content_type:
-            params["contentType"] = content_type
+            wire["contentType"] = content_type
         if options:
-            params["options"] = options
-        if progress is not None:
+            wire["options"] = _wire(options)
+        wire.update(extra)
+        if progress is not None and token is None:
             token = f"upload-{next(self._ids)}"
-            self._progress_callbacks[token] = progress
-            params["workDoneToken"] = token
-        result = self._request("datasources/upload", params)
+        if token is not None:
+            if progress is not None:
+                self._progress_callbacks[str(token)] = progress
+            wire["workDoneToken"] = token
+        result = self._request("datasources/upload", wire)
         if not wait:
             return result
-        note = self.wait_for(result["datasourceId"], timeout=timeout)
+        datasource_id = result["datasourceId"]
+        note = self.wait_for(datasource_id, timeout=timeout)
         if note.get("status") == "failed":
             message = (note.get("error") or {}).get("message", "processing failed")
             raise error_from_rpc({"code": -31422, "message": "Data source processing failed",
-                                  "data": {"code": "PROCESSING_FAILED", "details": {"datasourceId": result["datasourceId"], "message": message}}})
-        return note
+                                  "data": {"code": "PROCESSING_FAILED", "details": {"datasourceId": datasource_id, "message": message}}})
+        return self.get(datasource_id)
 
     def wait_for(self, datasource_id: str, timeout: Optional[float] = None) -> Dict[str, Any]:
         """Blocks until the data source leaves `processing`; returns its statusChanged."""

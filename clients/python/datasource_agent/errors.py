@@ -50,8 +50,9 @@ _BY_CODE = {
 
 
 def error_from_rpc(error: Dict[str, Any]) -> DatasourceAgentError:
-    data = error.get("data") if isinstance(error.get("data"), dict) else {}
-    code = data.get("code") if isinstance(data.get("code"), str) else str(error.get("code"))
+    raw = error.get("data")
+    data: Dict[str, Any] = raw if isinstance(raw, dict) else {}
+    code: str = data["code"] if isinstance(data.get("code"), str) else str(error.get("code"))
     details = data.get("details") if isinstance(data.get("details"), dict) else {k: v for k, v in data.items() if k != "code"}
     cls = _BY_CODE.get(code, DatasourceAgentError)
     return cls(str(error.get("message", "")), code, details, error.get("code"))
