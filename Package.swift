@@ -74,5 +74,6 @@ let package = Package(
         .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC", "JSONKit"]),
         .testTarget(name: "DataSourceDomainTests", dependencies: ["DataSourceDomain", "JSONKit"]),
         .testTarget(name: "LocalStoreTests", dependencies: ["LocalStore", "DataSourceDomain"]),
+        .testTarget(name: "AgentServiceTests", dependencies: ["AgentService", "JSONRPC", "DataSourceDomain", "JSONKit"]),
     ]
 )

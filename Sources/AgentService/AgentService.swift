@@ -1,4 +1,6 @@
 import DataSourceDomain
+import Dispatch
+import Foundation
 import JSONKit
 import JSONRPC
 import Logging
@@ -56,6 +58,8 @@ final class ServiceSession: SessionDelegate {
         var observer: ObserverToken?
         var subscriptions: Set<String> = []
         var logLevel: MCPLogLevel?
+        var lifecycle = LifecycleStateMachine(allowedBeforeInitialize: ["ping"])
+        var parentWatch: ParentProcessWatch?
     }
 
     init(service: AgentService, session: Session) {
@@ -70,16 +74,46 @@ final class ServiceSession: SessionDelegate {
         baseMethods = table
     }
 
-    /// The MCP methods need `self` (subscriptions, log level), so they are added once `self`
-    /// exists; `methods` is read only after `attach`.
+    /// The MCP methods and `initialize` need `self`, so they are added once `self` exists;
+    /// `methods` is read only after `attach`.
     private let extraMethods = Mutex<MethodTable?>(nil)
 
     var allMethods: MethodTable {
         if let table = extraMethods.withLock({ $0 }) { return table }
         var table = baseMethods
+        table.registerRaw("initialize") { [self] params, context in try await initialize(params: params, context: context) }
         registerMCPMethods(in: &table)
         extraMethods.withLock { $0 = table }
         return table
+    }
+
+    // MARK: Lifecycle
+
+    func admit(request method: String, params: JSONValue?, session: Session) -> Admission {
+        switch state.withLock({ $0.lifecycle.receiveRequest(method) }) {
+        case .dispatch: .dispatch
+        case .answerNull: .answer(RawJSON(bytes: Array("null".utf8)))
+        case .reject(let error): .reject(error)
+        }
+    }
+
+    func didReceiveNotification(method: String, params: JSONValue?, session: Session) {
+        switch state.withLock({ $0.lifecycle.receiveNotification(method) }) {
+        case .exit(let code):
+            session.requestExit(code: code)
+        case .drop:
+            break
+        case .deliver:
+            // MCP's cancellation: the cancelled request gets no response at all.
+            if method == "notifications/cancelled", let id = params?["requestId"] {
+                session.cancel(id: id, answer: false)
+            }
+            // `initialized` and `notifications/initialized` need no action.
+        }
+    }
+
+    func progressReporter(for params: JSONValue?, session: Session) -> (any RequestProgress)? {
+        WorkDoneProgress(params: params, session: session) ?? MCPProgress(params: params, session: session)
     }
 
     func subscribe(_ uri: String, _ on: Bool) {
@@ -92,9 +126,14 @@ final class ServiceSession: SessionDelegate {
         state.withLock { $0.logLevel = level }
     }
 
-    var methodsAllowedBeforeInitialize: Set<String> { ["ping"] }
-
     func initialize(params: JSONValue?, context: RequestContext) async throws -> RawJSON {
+        if case .int(let pid)? = params?["processId"] {
+            let watch = ParentProcessWatch(pid: pid_t(truncatingIfNeeded: pid)) { [logger = service.logger, session = context.session] in
+                logger.info("parent process \(pid) is gone; exiting")
+                session.requestExit(code: 1)
+            }
+            state.withLock { $0.parentWatch = watch }
+        }
         let isMCP = params?["protocolVersion"] != nil
         startObservingStatus(session: context.session)
         let info: JSONValue = ["name": .string(service.configuration.serverName), "version": .string(service.configuration.version)]
@@ -130,10 +169,6 @@ final class ServiceSession: SessionDelegate {
             }
         }
         state.withLock { $0.observer = token }
-    }
-
-    func didReceiveNotification(method: String, params: JSONValue?, session: Session) {
-        // `initialized` and `notifications/initialized` need no action.
     }
 
     func sessionWillClose(_ session: Session) {

@@ -166,3 +166,26 @@ enum MCPLogLevel: String, Sendable, CaseIterable {
 
     var rank: Int { Self.allCases.firstIndex(of: self)! }
 }
+
+/// MCP progress: `notifications/progress {progressToken, progress, total: 100, message?}`
+/// for a request whose params carry `_meta.progressToken`.
+struct MCPProgress: RequestProgress {
+    let token: JSONValue
+    let session: Session
+
+    init?(params: JSONValue?, session: Session) {
+        guard let token = params?["_meta"]?["progressToken"], isProgressToken(token) else { return nil }
+        self.token = token
+        self.session = session
+    }
+
+    func begin(title: String, message: String?, percentage: Int?) { send(percentage ?? 0, message ?? title) }
+    func report(message: String?, percentage: Int?) { send(percentage ?? 0, message) }
+    func end(message: String?) { send(100, message) }
+
+    private func send(_ progress: Int, _ message: String?) {
+        var params: JSONObject = ["progressToken": token, "progress": .int(Int64(progress)), "total": 100]
+        if let message { params["message"] = .string(message) }
+        session.notify(method: "notifications/progress", params: .object(params))
+    }
+}

@@ -21,7 +21,7 @@ public struct ToolDescription: Sendable {
 
 /// What a method's handler receives besides its params.
 public struct MethodCallContext: Sendable {
-    public var progress: ProgressReporter?
+    public var progress: (any RequestProgress)?
 }
 
 /// One method of the data-source API: its name, params type, documentation, errors, what it

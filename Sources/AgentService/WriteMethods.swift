@@ -127,10 +127,10 @@ struct DeleteMethod: DataSourceMethod {
 /// begin at once, a report per 5 % step, end when processing finishes — after the upload's
 /// response, since processing runs in the background.
 final class UploadProgress: Sendable {
-    let reporter: ProgressReporter
+    let reporter: any RequestProgress
     private let lastPercent = Mutex<Int>(-1)
 
-    init(_ reporter: ProgressReporter) {
+    init(_ reporter: any RequestProgress) {
         self.reporter = reporter
         reporter.begin(title: "Processing upload", percentage: 0)
     }

@@ -6,29 +6,45 @@ import Synchronization
 /// so frames never interleave; writes happen on a private queue so a slow reader on the other
 /// end blocks no handler.
 public final class OutputChannel: Sendable {
-    private let fileDescriptor: Int32
+    private enum Destination: Sendable {
+        case fileDescriptor(Int32)
+        /// In-process: frames handed to a closure (tests, embedding).
+        case sink(@Sendable ([UInt8]) -> Void)
+    }
+
+    private let destination: Destination
     private let queue = DispatchQueue(label: "jsonrpc.output")
     private let broken = Atomic<Bool>(false)
 
     public init(fileDescriptor: Int32) {
-        self.fileDescriptor = fileDescriptor
+        destination = .fileDescriptor(fileDescriptor)
+    }
+
+    /// A channel whose frames go to `sink`, one call per frame, in order.
+    public init(sink: @escaping @Sendable ([UInt8]) -> Void) {
+        destination = .sink(sink)
     }
 
     public func write(_ bytes: [UInt8]) {
         queue.async { [self] in
             guard !broken.load(ordering: .relaxed) else { return }
-            var offset = 0
-            while offset < bytes.count {
-                let written = bytes.withUnsafeBytes { buffer in
-                    Foundation.write(fileDescriptor, buffer.baseAddress! + offset, buffer.count - offset)
+            switch destination {
+            case .sink(let sink):
+                sink(bytes)
+            case .fileDescriptor(let fileDescriptor):
+                var offset = 0
+                while offset < bytes.count {
+                    let written = bytes.withUnsafeBytes { buffer in
+                        Foundation.write(fileDescriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                    }
+                    if written < 0 {
+                        if errno == EINTR || errno == EAGAIN { continue }
+                        // The client went away (EPIPE with SIGPIPE ignored); nothing more can be delivered.
+                        broken.store(true, ordering: .relaxed)
+                        return
+                    }
+                    offset += written
                 }
-                if written < 0 {
-                    if errno == EINTR || errno == EAGAIN { continue }
-                    // The client went away (EPIPE with SIGPIPE ignored); nothing more can be delivered.
-                    broken.store(true, ordering: .relaxed)
-                    return
-                }
-                offset += written
             }
         }
     }

@@ -5,64 +5,66 @@ public struct RequestContext: Sendable {
     public let id: JSONValue
     public let method: String
     public let session: Session
-    /// Present when the request carried a progress token (`workDoneToken`, or MCP's
-    /// `_meta.progressToken`).
-    public let progress: ProgressReporter?
+    /// Present when the request carried a progress token the service understands.
+    public let progress: (any RequestProgress)?
+
+    public init(id: JSONValue, method: String, session: Session, progress: (any RequestProgress)?) {
+        self.id = id
+        self.method = method
+        self.session = session
+        self.progress = progress
+    }
 }
 
-/// Sends progress for one request in the dialect its token came in: LSP `$/progress` with
-/// begin/report/end, or MCP `notifications/progress`.
-public struct ProgressReporter: Sendable {
-    public enum Dialect: Sendable { case lsp, mcp }
+/// Progress of one request, in whatever dialect its token came in.
+public protocol RequestProgress: Sendable {
+    func begin(title: String, message: String?, percentage: Int?)
+    func report(message: String?, percentage: Int?)
+    func end(message: String?)
+}
 
+extension RequestProgress {
+    public func begin(title: String, percentage: Int? = nil) { begin(title: title, message: nil, percentage: percentage) }
+    public func report(percentage: Int?) { report(message: nil, percentage: percentage) }
+    public func end() { end(message: nil) }
+}
+
+/// A progress token is a string or an integer (LSP and MCP alike).
+public func isProgressToken(_ value: JSONValue) -> Bool {
+    switch value {
+    case .string, .int: true
+    default: false
+    }
+}
+
+/// LSP work-done progress: `$/progress {token, value: {kind: begin|report|end, …}}` for a
+/// request whose params carry `workDoneToken`.
+public struct WorkDoneProgress: RequestProgress {
     public let token: JSONValue
-    public let dialect: Dialect
     let session: Session
 
-    init?(params: JSONValue?, session: Session) {
-        if let token = params?["workDoneToken"], Self.isToken(token) {
-            self.token = token
-            dialect = .lsp
-        } else if let token = params?["_meta"]?["progressToken"], Self.isToken(token) {
-            self.token = token
-            dialect = .mcp
-        } else {
-            return nil
-        }
+    public init?(params: JSONValue?, session: Session) {
+        guard let token = params?["workDoneToken"], isProgressToken(token) else { return nil }
+        self.token = token
         self.session = session
     }
 
-    static func isToken(_ value: JSONValue) -> Bool {
-        switch value {
-        case .string, .int: true
-        default: false
-        }
+    public func begin(title: String, message: String?, percentage: Int?) {
+        send(["kind": "begin", "title": .string(title)], message: message, percentage: percentage ?? 0)
     }
 
-    public func begin(title: String, message: String? = nil, percentage: Int? = nil) {
-        send(kind: "begin", title: title, message: message, percentage: percentage ?? 0)
+    public func report(message: String?, percentage: Int?) {
+        send(["kind": "report"], message: message, percentage: percentage)
     }
 
-    public func report(message: String? = nil, percentage: Int?) {
-        send(kind: "report", title: nil, message: message, percentage: percentage)
+    public func end(message: String?) {
+        send(["kind": "end"], message: message, percentage: nil)
     }
 
-    public func end(message: String? = nil) {
-        send(kind: "end", title: nil, message: message, percentage: 100)
-    }
-
-    private func send(kind: String, title: String?, message: String?, percentage: Int?) {
-        switch dialect {
-        case .lsp:
-            var value: JSONObject = ["kind": .string(kind)]
-            if let title { value["title"] = .string(title) }
-            if let message { value["message"] = .string(message) }
-            if let percentage, kind != "end" { value["percentage"] = .int(Int64(percentage)) }
-            session.notify(method: "$/progress", params: ["token": token, "value": .object(value)])
-        case .mcp:
-            var params: JSONObject = ["progressToken": token, "progress": .int(Int64(percentage ?? 0)), "total": 100]
-            if let message = message ?? title { params["message"] = .string(message) }
-            session.notify(method: "notifications/progress", params: .object(params))
-        }
+    private func send(_ value: JSONObject, message: String?, percentage: Int?) {
+        var value = value
+        if let message { value["message"] = .string(message) }
+        if let percentage { value["percentage"] = .int(Int64(percentage)) }
+        session.notify(method: "$/progress", params: ["token": token, "value": .object(value)])
     }
 }

@@ -4,39 +4,46 @@ import JSONKit
 import Logging
 import Synchronization
 
-/// What the owner of a session (the service) provides: the answer to `initialize`, the
-/// method table, and a hook for notifications the transport does not handle itself.
+/// What the owner of a session (the service) provides: the method table, the lifecycle
+/// (which requests are admitted, what notifications do), and progress reporting. The session
+/// itself knows JSON-RPC only.
 public protocol SessionDelegate: AnyObject, Sendable {
     var methods: MethodTable { get }
-    /// Methods a client may call before `initialize` (MCP allows `ping`).
-    var methodsAllowedBeforeInitialize: Set<String> { get }
-    func initialize(params: JSONValue?, context: RequestContext) async throws -> RawJSON
+    /// Decides what happens to a request before any handler runs. Called in stream order,
+    /// so lifecycle transitions happen in the order the client sent them.
+    func admit(request method: String, params: JSONValue?, session: Session) -> Admission
+    /// Every notification but `$/cancelRequest`, in stream order.
     func didReceiveNotification(method: String, params: JSONValue?, session: Session)
+    /// A reporter when the request's params carry a progress token the service understands.
+    func progressReporter(for params: JSONValue?, session: Session) -> (any RequestProgress)?
     func sessionWillClose(_ session: Session)
 }
 
-public enum LifecycleState: Sendable, Equatable {
-    case uninitialized
-    case running
-    case shutDown
+/// What the delegate decided about a request.
+public enum Admission: Sendable {
+    /// Run the method's handler from the table (or answer -32601 when there is none).
+    case dispatch
+    /// Answer at once with this result, running nothing.
+    case answer(RawJSON)
+    case reject(JSONRPCError)
 }
 
 /// One JSON-RPC conversation over one stream: it routes each incoming message, enforces the
-/// lifecycle, runs handlers concurrently, and writes every answer exactly once.
+/// delegate's admission, runs handlers concurrently, and writes every answer exactly once.
 public final class Session: Sendable {
     public let output: OutputChannel
     public let logger: Logger
     private let delegateBox: Mutex<(any SessionDelegate)?>
     private let state = Mutex(SessionState())
     private let inFlightGroup = DispatchGroup()
-    /// Called when the client sends `exit`, with the exit code the lifecycle prescribes.
+    /// Ends the process (the owner of the stream decides how).
     private let onExit: @Sendable (Int32) -> Void
-    let parentWatch = Mutex<TimerBox?>(nil)
 
-    func requestExit(code: Int32) { onExit(code) }
+    /// Asks the owner of the stream to end the process with this code (the lifecycle's
+    /// `exit`, or the parent process gone).
+    public func requestExit(code: Int32) { onExit(code) }
 
     struct SessionState {
-        var lifecycle: LifecycleState = .uninitialized
         var framing: Framing = .newlineDelimited
         var nextSerial: UInt64 = 0
         var inFlight: [UInt64: InFlightRequest] = [:]
@@ -62,7 +69,6 @@ public final class Session: Sendable {
 
     var delegate: (any SessionDelegate)? { delegateBox.withLock { $0 } }
 
-    public var lifecycle: LifecycleState { state.withLock { $0.lifecycle } }
     public var framing: Framing { state.withLock { $0.framing } }
 
     // MARK: Incoming
@@ -174,19 +180,11 @@ public final class Session: Sendable {
     }
 
     private func handleNotification(method: String, params: JSONValue?) {
-        switch method {
-        case "exit":
-            let code: Int32 = lifecycle == .shutDown ? 0 : 1
-            onExit(code)
-        case "$/cancelRequest":
+        if method == "$/cancelRequest" {
             if let id = params?["id"] { cancel(id: id, answer: true) }
-        case "notifications/cancelled":
-            // MCP: the cancelled request gets no response at all.
-            if let id = params?["requestId"] { cancel(id: id, answer: false) }
-        default:
-            guard lifecycle != .uninitialized else { return }
-            delegate?.didReceiveNotification(method: method, params: params, session: self)
+            return
         }
+        delegate?.didReceiveNotification(method: method, params: params, session: self)
     }
 
     private func dispatchRequest(id: JSONValue, method: String, params: JSONValue?, sink: ResponseSink) {
@@ -194,38 +192,20 @@ public final class Session: Sendable {
             sink.deliver(id: id, .failure(.internalError("no service attached")))
             return
         }
-        let lifecycle = lifecycle
-        let handler: MethodTable.Handler
-        if method == "initialize" {
-            guard lifecycle == .uninitialized else {
-                sink.deliver(id: id, .failure(.invalidRequest(
-                    lifecycle == .shutDown ? "server is shut down" : "server is already initialized")))
-                return
-            }
-            state.withLock { $0.lifecycle = .running }
-            handler = { params, context in try await delegate.initialize(params: params, context: context) }
-        } else {
-            switch lifecycle {
-            case .uninitialized where !delegate.methodsAllowedBeforeInitialize.contains(method):
-                sink.deliver(id: id, .failure(.serverNotInitialized))
-                return
-            case .shutDown:
-                sink.deliver(id: id, .failure(.invalidRequest("server is shut down")))
-                return
-            default:
-                break
-            }
-            if method == "shutdown" {
-                state.withLock { $0.lifecycle = .shutDown }
-                sink.deliver(id: id, .success(RawJSON(bytes: Array("null".utf8))))
-                return
-            }
-            guard let found = delegate.methods.handler(for: method) else {
-                let suggestion = Suggestions.closest(to: method, in: delegate.methods.methodNames)
-                sink.deliver(id: id, .failure(.methodNotFound(method, suggestion: suggestion)))
-                return
-            }
-            handler = found
+        switch delegate.admit(request: method, params: params, session: self) {
+        case .reject(let error):
+            sink.deliver(id: id, .failure(error))
+            return
+        case .answer(let result):
+            sink.deliver(id: id, .success(result))
+            return
+        case .dispatch:
+            break
+        }
+        guard let handler = delegate.methods.handler(for: method) else {
+            let suggestion = Suggestions.closest(to: method, in: delegate.methods.methodNames)
+            sink.deliver(id: id, .failure(.methodNotFound(method, suggestion: suggestion)))
+            return
         }
         let serial = state.withLock { state -> UInt64 in
             state.nextSerial += 1
@@ -233,8 +213,8 @@ public final class Session: Sendable {
             state.serialsByID[id] = state.nextSerial
             return state.nextSerial
         }
-        if method == "initialize", case .int(let pid)? = params?["processId"] { watchParent(pid: pid_t(truncatingIfNeeded: pid)) }
-        let context = RequestContext(id: id, method: method, session: self, progress: ProgressReporter(params: params, session: self))
+        let context = RequestContext(
+            id: id, method: method, session: self, progress: delegate.progressReporter(for: params, session: self))
         inFlightGroup.enter()
         let task = Task { [self] in
             let outcome: Result<RawJSON, JSONRPCError>
@@ -267,7 +247,9 @@ public final class Session: Sendable {
         inFlightGroup.leave()
     }
 
-    private func cancel(id: JSONValue, answer: Bool) {
+    /// Cancels an in-flight request: answered `-32800` when `answer` (LSP's `$/cancelRequest`),
+    /// or never answered at all (MCP's `notifications/cancelled`).
+    public func cancel(id: JSONValue, answer: Bool) {
         let entry = state.withLock { state -> InFlightRequest? in
             guard let serial = state.serialsByID.removeValue(forKey: id) else { return nil }
             return state.inFlight.removeValue(forKey: serial)
@@ -379,29 +361,4 @@ final class BatchCollector: Sendable {
         }
         if let done { complete(done) }
     }
-}
-
-extension Session {
-    /// LSP's `processId`: when the editor that spawned us dies without closing our stdin,
-    /// nobody would ever reap us, so poll for the process and leave with it.
-    func watchParent(pid: pid_t) {
-        guard pid > 0 else { return }
-        let timer = DispatchSource.makeTimerSource(queue: .global())
-        timer.schedule(deadline: .now() + .milliseconds(250), repeating: .milliseconds(250))
-        timer.setEventHandler { [self] in
-            if kill(pid, 0) != 0 && errno == ESRCH {
-                timer.cancel()
-                logger.info("parent process \(pid) is gone; exiting")
-                requestExit(code: 1)
-            }
-        }
-        timer.resume()
-        parentWatch.withLock { $0 = TimerBox(timer: timer) }
-    }
-}
-
-/// Keeps a dispatch timer alive; dispatch sources are thread-safe but not marked Sendable.
-final class TimerBox: @unchecked Sendable {
-    let timer: any DispatchSourceTimer
-    init(timer: any DispatchSourceTimer) { self.timer = timer }
 }
