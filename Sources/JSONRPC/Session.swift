@@ -44,6 +44,8 @@ public final class Session: Sendable {
     public func requestExit(code: Int32) { onExit(code) }
 
     struct SessionState {
+        /// Set once the process is stopping: later requests are answered with an error.
+        var closing = false
         var framing: Framing = .newlineDelimited
         var nextSerial: UInt64 = 0
         var inFlight: [UInt64: InFlightRequest] = [:]
@@ -192,6 +194,10 @@ public final class Session: Sendable {
             sink.deliver(id: id, .failure(.internalError("no service attached")))
             return
         }
+        if state.withLock({ $0.closing }) {
+            sink.deliver(id: id, .failure(.invalidRequest("server is shutting down")))
+            return
+        }
         switch delegate.admit(request: method, params: params, session: self) {
         case .reject(let error):
             sink.deliver(id: id, .failure(error))
@@ -311,6 +317,12 @@ public final class Session: Sendable {
         let finished = inFlightGroup.wait(timeout: timeout) == .success
         output.flush()
         return finished
+    }
+
+    /// Stops admitting requests: each one read from now on is answered at once with
+    /// "server is shutting down", so none is left unanswered when the process ends.
+    public func stopAdmitting() {
+        state.withLock { $0.closing = true }
     }
 
     public func cancelAll() {

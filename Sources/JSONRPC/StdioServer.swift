@@ -27,6 +27,8 @@ public final class StdioServer: Sendable {
     /// How long a graceful end (end of input, SIGTERM) waits for in-flight requests before
     /// cancelling them: no request may hold the process up for ever.
     public static let gracefulDrainLimit: DispatchTimeInterval = .seconds(60)
+    /// After SIGTERM, how long input is still read (until end of input) before the process ends.
+    public static let signalReadGrace: DispatchTimeInterval = .seconds(2)
 
     /// Reads stdin on the calling thread until end of input, then drains and exits.
     /// `beforeExit` runs last, after every answer is written (the owner hands work on there).
@@ -45,8 +47,14 @@ public final class StdioServer: Sendable {
         signal(SIGTERM, SIG_IGN)
         let termination = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
         termination.setEventHandler { [self] in
+            // Requests the client wrote before it saw us stop may still be in the pipe: keep
+            // reading (for at most `signalReadGrace`) and answer each with an error, so none
+            // goes unanswered; then finish the ones already running.
             logger.info("SIGTERM: finishing in-flight requests")
-            terminate(session: session, code: 0, graceful: true)
+            session.stopAdmitting()
+            DispatchQueue.global().asyncAfter(deadline: .now() + Self.signalReadGrace) { [self] in
+                terminate(session: session, code: 0, graceful: true)
+            }
         }
         termination.resume()
 
@@ -63,6 +71,7 @@ public final class StdioServer: Sendable {
             }
         }
         logger.debug("end of input: finishing in-flight requests")
+        session.stopAdmitting()
         terminate(session: session, code: 0, graceful: true)
     }
 

@@ -33,37 +33,55 @@ final class ProcessingJob: Sendable {
     }
 }
 
-/// Runs processing jobs on their own threads, at most `maxConcurrent` at once, so that long
-/// CPU-bound loads never occupy the threads that answer requests.
+/// Runs processing jobs on a fixed pool of worker threads (`maxConcurrent`, started on first
+/// use), in the order they were submitted, so that long CPU-bound loads never occupy the
+/// threads that answer requests and a burst of uploads queues as data, not as threads.
 final class ProcessingScheduler: Sendable {
-    private let slots: DispatchSemaphore
+    private struct Queued: Sendable {
+        let job: ProcessingJob
+        let work: @Sendable (ProcessingJob) -> Void
+    }
+
+    private let maxConcurrent: Int
     private let group = DispatchGroup()
-    private let jobs = Mutex<[DataSourceID: ProcessingJob]>([:])
+    private let available = DispatchSemaphore(value: 0)
+    private let state = Mutex<(queue: [Queued], workers: Int, jobs: [DataSourceID: ProcessingJob])>(([], 0, [:]))
 
     init(maxConcurrent: Int) {
-        slots = DispatchSemaphore(value: max(1, maxConcurrent))
+        self.maxConcurrent = max(1, maxConcurrent)
     }
 
     func submit(id: DataSourceID, fileSize: Int64, work: @escaping @Sendable (ProcessingJob) -> Void) {
         let job = ProcessingJob(id: id, fileSize: fileSize)
-        jobs.withLock { $0[id] = job }
         group.enter()
-        let thread = Thread { [self] in
-            slots.wait()
-            defer {
-                slots.signal()
-                jobs.withLock { if $0[id] === job { $0[id] = nil } }
-                group.leave()
-            }
-            if !job.isCancelled { work(job) }
+        let startWorker = state.withLock { state -> Bool in
+            state.jobs[id] = job
+            state.queue.append(Queued(job: job, work: work))
+            guard state.workers < maxConcurrent else { return false }
+            state.workers += 1
+            return true
         }
-        thread.stackSize = 4 << 20
-        thread.name = "processing \(id)"
-        thread.start()
+        available.signal()
+        if startWorker {
+            let thread = Thread { [self] in runWorker() }
+            thread.stackSize = 4 << 20
+            thread.name = "processing worker"
+            thread.start()
+        }
     }
 
-    func job(_ id: DataSourceID) -> ProcessingJob? { jobs.withLock { $0[id] } }
-    var hasJobs: Bool { jobs.withLock { !$0.isEmpty } }
+    private func runWorker() {
+        while true {
+            available.wait()
+            guard let next = state.withLock({ $0.queue.isEmpty ? nil : $0.queue.removeFirst() }) else { continue }
+            if !next.job.isCancelled { next.work(next.job) }
+            state.withLock { if $0.jobs[next.job.id] === next.job { $0.jobs[next.job.id] = nil } }
+            group.leave()
+        }
+    }
+
+    func job(_ id: DataSourceID) -> ProcessingJob? { state.withLock { $0.jobs[id] } }
+    var hasJobs: Bool { state.withLock { !$0.jobs.isEmpty } }
     func rowsSoFar(_ id: DataSourceID) -> Int? { job(id)?.rows }
     func cancel(_ id: DataSourceID) { job(id)?.cancel() }
     func waitForIdle() { group.wait() }

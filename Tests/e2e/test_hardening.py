@@ -423,3 +423,39 @@ def test_params_null_is_absent(store):
         assert agent.response(3)["result"] is None
         agent.notify("exit")
         assert agent.wait() == 0
+
+
+# ------------------------------------------------------------------ shutdown and concurrency shape
+
+def test_requests_written_after_sigterm_are_answered_exactly_once(store):
+    with Agent(store) as agent:
+        agent.initialize()
+        agent.proc.send_signal(signal.SIGTERM)
+        ids = [agent.request("datasources/list", {}) for _ in range(20)]
+        agent.close_stdin()
+        assert agent.wait(timeout=10) == 0
+        answers = {}
+        while True:
+            try:
+                message = agent.next_message(timeout=2)
+            except (EOFError, Exception):
+                break
+            if isinstance(message, dict) and "id" in message and "method" not in message:
+                assert message["id"] not in answers, "answered twice"
+                answers[message["id"]] = message
+        for id in ids:
+            reply = answers[id]
+            assert "result" in reply or reply["error"]["data"]["reason"] == "server is shutting down", reply
+
+
+def test_queued_uploads_are_data_not_threads(agent, tmp_path):
+    def threads():
+        return len(os.listdir(f"/proc/{agent.proc.pid}/task"))
+
+    source = write_big_csv(tmp_path / "big.csv", 60_000)
+    before = threads()
+    ids = [agent.call("datasources/upload", {"path": str(source)})["datasourceId"] for _ in range(24)]
+    during = threads()
+    assert during - before <= 6, (before, during)
+    for id in ids:
+        agent.wait_notification("datasources/statusChanged", lambda p, id=id: p["datasourceId"] == id, timeout=120)
