@@ -151,12 +151,34 @@ extension ServiceSession {
     }
 
     /// Returns once the data source has left `processing` (or is gone, or the call is
-    /// cancelled); reads the catalog every 50 ms, which costs well under a millisecond.
+    /// cancelled), woken by the backend's status change rather than by polling.
     func waitForProcessing(_ idText: String, backend: any DataSourceBackend) async {
         guard let id = DataSourceID(idText) else { return }
-        while !Task.isCancelled {
-            guard let details = try? await backend.details(of: id, maxAge: nil), details.summary.status == .processing else { return }
-            try? await Task.sleep(for: .milliseconds(50))
+        let (changes, continuation) = AsyncStream<Void>.makeStream()
+        let token = backend.addStatusObserver { change in
+            if change.details.summary.datasourceId == id, change.details.summary.status != .processing { continuation.yield() }
+        }
+        defer { backend.removeObserver(token) }
+        // A delete announces no status change, so the status is also read every 2 s.
+        let ticker = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(2))
+                continuation.yield()
+            }
+        }
+        defer {
+            ticker.cancel()
+            continuation.finish()
+        }
+        func stillProcessing() async -> Bool {
+            (try? await backend.details(of: id, maxAge: nil))?.summary.status == .processing
+        }
+        // Registered first, then checked, so a change in between is not missed.
+        guard await stillProcessing() else { return }
+        await withTaskCancellationHandler {
+            for await _ in changes where await !stillProcessing() { return }
+        } onCancel: {
+            continuation.finish()
         }
     }
 }
