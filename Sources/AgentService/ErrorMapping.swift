@@ -15,27 +15,9 @@ extension DataSourceError.Code {
         case .storageError: -31500
         }
     }
-
-    /// The HTTP status of the Claro REST API.
-    public var httpStatus: Int {
-        switch self {
-        case .unauthorized: 401
-        case .accessDenied: 403
-        case .datasourceNotFound: 404
-        case .processingInProgress: 409
-        case .processingFailed: 422
-        case .invalidParameters: 400
-        case .storageError: 500
-        }
-    }
 }
 
 extension DataSourceError {
-    /// The Claro error body `{error, code, details}`.
-    public var claroBody: JSONValue {
-        ["error": .string(code.message), "code": .string(code.rawValue), "details": .object(details)]
-    }
-
     /// §6: the JSON-RPC error whose message is the Claro `error` string and whose data is
     /// `{code, details}`.
     var rpcError: JSONRPCError {

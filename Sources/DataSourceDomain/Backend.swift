@@ -82,6 +82,23 @@ public enum DownloadAuthorization: Sendable {
     case notFound(datasourceId: String)
 }
 
+/// The one shape of a download link, shared by whoever signs links and the listener that
+/// serves them: `{origin}/downloads/{id}?expires={unix seconds}&signature={base64url}`.
+public enum DownloadLinkShape {
+    public static let pathPrefix = "/downloads/"
+    public static let routePattern = "/downloads/:id"
+    public static let expiresParameter = "expires"
+    public static let signatureParameter = "signature"
+
+    public static func path(for id: DataSourceID) -> String { pathPrefix + id.rawValue }
+
+    /// The data source a link's path names, if it names one.
+    public static func datasourceId(inPath path: String) -> String? {
+        guard path.hasPrefix(pathPrefix) else { return nil }
+        return String(path.dropFirst(pathPrefix.count))
+    }
+}
+
 /// Decides whether a signed download request may be served, and what it serves.
 public protocol DownloadAuthority: Sendable {
     func authorize(method: String, path: String, expires: String?, signature: String?) -> DownloadAuthorization

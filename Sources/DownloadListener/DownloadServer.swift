@@ -36,10 +36,10 @@ public actor DownloadServer: DownloadOrigin {
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let router = Router()
         let authority = self.authority
-        router.get("/downloads/:id") { request, context in
+        router.get(RouterPath(DownloadLinkShape.routePattern)) { request, context in
             try await Self.serve(request, context: context, authority: authority, headOnly: false)
         }
-        router.head("/downloads/:id") { request, context in
+        router.head(RouterPath(DownloadLinkShape.routePattern)) { request, context in
             try await Self.serve(request, context: context, authority: authority, headOnly: true)
         }
         let app = Application(
@@ -72,17 +72,12 @@ public actor DownloadServer: DownloadOrigin {
         let query = request.uri.queryParameters
         let decision = authority.authorize(
             method: "GET", path: request.uri.path,
-            expires: query.get("expires"), signature: query.get("signature"))
+            expires: query.get(DownloadLinkShape.expiresParameter), signature: query.get(DownloadLinkShape.signatureParameter))
         switch decision {
         case .forbidden(let reason):
-            return json(.forbidden, [
-                "error": "Insufficient permissions", "code": "ACCESS_DENIED",
-                "details": ["reason": .string(reason)],
-            ])
+            return json(DataSourceError(.accessDenied, details: ["reason": .string(reason)]))
         case .notFound(let id):
-            return json(.notFound, [
-                "error": "Data source not found", "code": "DATASOURCE_NOT_FOUND", "details": ["datasourceId": .string(id)],
-            ])
+            return json(DataSourceError.notFound(id))
         case .granted(let file):
             return try await send(file, request: request, context: context, headOnly: headOnly)
         }
@@ -152,11 +147,34 @@ public actor DownloadServer: DownloadOrigin {
         return "attachment; filename=\"\(fallback)\"; filename*=UTF-8''\(encoded)"
     }
 
-    static func json(_ status: HTTPResponse.Status, _ body: JSONValue) -> Response {
-        let bytes = body.serialized()
+    /// A Claro error as HTTP: its status and the body `{error, code, details}`.
+    static func json(_ error: DataSourceError) -> Response {
+        let bytes = error.claroBody.serialized()
         return Response(
-            status: status,
+            status: HTTPResponse.Status(code: error.code.httpStatus),
             headers: [.contentType: "application/json", .contentLength: String(bytes.count)],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}
+
+extension DataSourceError.Code {
+    /// The HTTP status of the Claro REST API.
+    var httpStatus: Int {
+        switch self {
+        case .unauthorized: 401
+        case .accessDenied: 403
+        case .datasourceNotFound: 404
+        case .processingInProgress: 409
+        case .processingFailed: 422
+        case .invalidParameters: 400
+        case .storageError: 500
+        }
+    }
+}
+
+extension DataSourceError {
+    /// The Claro error body `{error, code, details}`.
+    var claroBody: JSONValue {
+        ["error": .string(code.message), "code": .string(code.rawValue), "details": .object(details)]
     }
 }

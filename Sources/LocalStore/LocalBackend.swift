@@ -95,16 +95,9 @@ public final class LocalBackend: DataSourceBackend {
         }
         let origin = try await server.origin()
         let expiresAt = Timestamp.now().adding(seconds: Int64(seconds))
-        let path = "/downloads/\(id.rawValue)"
-        let signature = secret.sign(Self.downloadMessage(method: "GET", path: path, expires: expiresAt.secondsSince1970))
         return DownloadLink(
-            downloadUrl: "\(origin)\(path)?expires=\(expiresAt.secondsSince1970)&signature=\(signature)",
+            downloadUrl: DownloadSigner(secret: secret).url(origin: origin, id: id, expiresAt: expiresAt),
             fileName: record.fileName, expiresAt: expiresAt, fileSize: record.fileSize)
-    }
-
-    /// What a download signature covers: the method, the path and the expiry.
-    static func downloadMessage(method: String, path: String, expires: Int64) -> String {
-        "\(method)\n\(path)\n\(expires)"
     }
 
     /// Connects the listener that serves download links (wired by the executable).
@@ -301,16 +294,10 @@ extension LocalBackend: DownloadAuthority {
     /// Signature first (constant-time), then expiry, then existence: a valid link to a deleted
     /// source is a 404, anything forged or stale a 403.
     public func authorize(method: String, path: String, expires: String?, signature: String?) -> DownloadAuthorization {
-        guard let expires, let expiry = Int64(expires), let signature else {
-            return .forbidden(reason: "the link is missing its signature or expiry")
+        if case .invalid(let reason) = DownloadSigner(secret: secret).verify(method: method, path: path, expires: expires, signature: signature) {
+            return .forbidden(reason: reason)
         }
-        guard secret.verify(Self.downloadMessage(method: method, path: path, expires: expiry), signature: signature) else {
-            return .forbidden(reason: "the link's signature is invalid")
-        }
-        guard Timestamp.now().secondsSince1970 <= expiry else {
-            return .forbidden(reason: "the link has expired")
-        }
-        let idText = String(path.split(separator: "/").last ?? "")
+        let idText = DownloadLinkShape.datasourceId(inPath: path) ?? ""
         guard let id = DataSourceID(idText), let record = try? catalog.record(id) else {
             return .notFound(datasourceId: idText)
         }
