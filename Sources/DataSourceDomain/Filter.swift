@@ -453,27 +453,16 @@ struct Parser {
     }
 }
 
-/// Date literals of filters, read the way dates in data are stored.
+/// Date literals of filters, read by the same reader as dates in data.
 public enum FilterDates {
     /// `YYYY-MM-DD` → the same text, validated.
     public static func date(_ text: String) -> String? {
-        let t = text.trimmingCharacters(in: " ")
-        guard t.count == 10, let stamp = Timestamp(iso8601: t + "T00:00:00Z") else { return nil }
-        return String(stamp.iso8601.prefix(10))
+        ISO8601DateTime.date(text.trimmingCharacters(in: " "))
     }
 
-    /// An ISO date-time (or date, as midnight UTC) → seconds since 1970.
+    /// Any date-time (or date, as midnight UTC) that ingestion reads → seconds since 1970.
     public static func datetime(_ text: String) -> Double? {
-        let t = text.trimmingCharacters(in: " ")
-        if t.count == 10 { return Timestamp(iso8601: t + "T00:00:00Z").map { Double($0.secondsSince1970) } }
-        var normalized = t.replacingFirst(" ", with: "T")
-        if normalized.count == 16 { normalized += ":00" }
-        guard let stamp = Timestamp(iso8601: normalized.count == 19 ? normalized + "Z" : normalized) else { return nil }
-        var seconds = Double(stamp.secondsSince1970)
-        if let dot = normalized.firstIndex(of: "."), let fraction = Double("0" + normalized[dot...].prefix(while: { $0 == "." || $0.isNumber })) {
-            seconds += fraction
-        }
-        return seconds
+        ISO8601DateTime.seconds(text.trimmingCharacters(in: " "))
     }
 }
 
@@ -483,12 +472,5 @@ extension String {
         while let f = s.first, set.contains(f) { s = s.dropFirst() }
         while let l = s.last, set.contains(l) { s = s.dropLast() }
         return String(s)
-    }
-
-    func replacingFirst(_ target: Character, with replacement: Character) -> String {
-        guard let index = firstIndex(of: target) else { return self }
-        var copy = self
-        copy.replaceSubrange(index...index, with: String(replacement))
-        return copy
     }
 }

@@ -371,63 +371,9 @@ enum CellParsing {
         return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))"
     }
 
-    /// ISO 8601 date-times: `YYYY-MM-DD[T ]HH:MM[:SS[.fff]][Z|±HH[:]MM]`, and bare ISO dates
-    /// (midnight). Naive times are taken as UTC. Returns seconds since 1970.
-    static func datetime(_ b: Bytes) -> Double? {
-        guard let (y, m, d) = isoDatePrefix(b), let days = CivilDate.days(year: y, month: m, day: d) else { return nil }
-        var seconds = Double(days * 86400)
-        if b.count == 10 { return seconds }
-        guard b.count >= 16, b[10] == 0x54 || b[10] == 0x20 || b[10] == 0x74, b[13] == 0x3A,
-            let hh = digits(b, 11, 2), let mm = digits(b, 14, 2), hh < 24, mm < 60
-        else { return nil }
-        seconds += Double(hh * 3600 + mm * 60)
-        var i = 16
-        if i < b.count, b[i] == 0x3A {
-            guard let ss = digits(b, i + 1, 2), ss < 61 else { return nil }
-            seconds += Double(ss)
-            i += 3
-            if i < b.count, b[i] == 0x2E || b[i] == 0x2C {
-                i += 1
-                var scale = 0.1
-                let start = i
-                while i < b.count, b[i] &- 0x30 < 10 {
-                    seconds += Double(b[i] - 0x30) * scale
-                    scale /= 10
-                    i += 1
-                }
-                guard i > start else { return nil }
-            }
-        }
-        if i < b.count, b[i] == 0x20 { i += 1 }
-        if i < b.count {
-            if (b[i] == 0x5A || b[i] == 0x7A) && i + 1 == b.count { return seconds }
-            guard b[i] == 0x2B || b[i] == 0x2D, let oh = digits(b, i + 1, 2) else { return nil }
-            let sign: Double = b[i] == 0x2D ? -1 : 1
-            var j = i + 3
-            var om = 0
-            if j < b.count, b[j] == 0x3A { j += 1 }
-            if j < b.count {
-                guard let minutes = digits(b, j, 2) else { return nil }
-                om = minutes
-                j += 2
-            }
-            guard j == b.count, oh < 24, om < 60 else { return nil }
-            seconds -= sign * Double(oh * 3600 + om * 60)
-            return seconds
-        }
-        return seconds
-    }
+    /// ISO 8601 date-times (and bare ISO dates, as midnight), as seconds since 1970: the
+    /// shared reader, so that filters accept whatever ingestion stored.
+    @inline(__always) static func datetime(_ b: Bytes) -> Double? { ISO8601DateTime.seconds(b) }
 
-    /// `2024-03-14T15:30:00Z`, with milliseconds only when the value has them.
-    static func formatDatetime(_ seconds: Double) -> String {
-        let whole = seconds.rounded(.down)
-        let millis = Int(((seconds - whole) * 1000).rounded())
-        var base = Timestamp(secondsSince1970: Int64(whole) + (millis == 1000 ? 1 : 0)).iso8601
-        if millis > 0 && millis < 1000 {
-            base.removeLast()
-            let m = String(millis)
-            base += "." + String(repeating: "0", count: 3 - m.count) + m + "Z"
-        }
-        return base
-    }
+    static func formatDatetime(_ seconds: Double) -> String { ISO8601DateTime.format(seconds) }
 }
