@@ -1,6 +1,13 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+/// Settings every target shares: existentials written `any P`, and a file may use only the
+/// members of modules it imports itself.
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
 let package = Package(
     name: "datasource-agent",
     platforms: [.macOS(.v15)],
@@ -16,17 +23,16 @@ let package = Package(
     ],
     targets: [
         // JSON values, a strict byte-level parser and a fast writer; shared by every layer.
-        .target(name: "JSONKit"),
-        // JSON-RPC 2.0 over stdio: framing, dispatch, lifecycle. Knows nothing of data sources.
+        .target(name: "JSONKit", swiftSettings: strict),
+        // JSON-RPC 2.0 over stdio: framing, validation, dispatch, cancellation, the one writer.
+        // Knows nothing of data sources, nor of the LSP/MCP lifecycle.
         .target(
             name: "JSONRPC",
-            dependencies: ["JSONKit", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["JSONKit", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
         ),
-        // The data-source model, errors, filter language and the backend protocol.
-        .target(
-            name: "DataSourceDomain",
-            dependencies: ["JSONKit"]
-        ),
+        // The data-source model, Claro errors, the filter language and the backend protocol.
+        .target(name: "DataSourceDomain", dependencies: ["JSONKit"], swiftSettings: strict),
         // The embedded store on GRDB and its ingestion pipeline.
         .target(
             name: "LocalStore",
@@ -37,7 +43,8 @@ let package = Package(
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         // The loopback HTTP listener that serves signed download links.
         .target(
@@ -47,16 +54,19 @@ let package = Package(
                 "JSONKit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strict
         ),
-        // Maps JSON-RPC methods, MCP tools and notifications onto a backend.
+        // Maps method descriptors onto JSON-RPC, MCP tools and notifications; the lifecycle.
         .target(
             name: "AgentService",
             dependencies: [
+                "JSONKit",
                 "JSONRPC",
                 "DataSourceDomain",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         .executableTarget(
             name: "DatasourceAgent",
@@ -68,12 +78,17 @@ let package = Package(
                 "AgentService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strict
         ),
-        .testTarget(name: "JSONKitTests", dependencies: ["JSONKit"]),
-        .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC", "JSONKit"]),
-        .testTarget(name: "DataSourceDomainTests", dependencies: ["DataSourceDomain", "JSONKit"]),
-        .testTarget(name: "LocalStoreTests", dependencies: ["LocalStore", "DataSourceDomain"]),
-        .testTarget(name: "AgentServiceTests", dependencies: ["AgentService", "JSONRPC", "DataSourceDomain", "JSONKit"]),
+        .testTarget(name: "JSONKitTests", dependencies: ["JSONKit"], swiftSettings: strict),
+        .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC", "JSONKit"], swiftSettings: strict),
+        .testTarget(name: "DataSourceDomainTests", dependencies: ["DataSourceDomain", "JSONKit"], swiftSettings: strict),
+        .testTarget(name: "LocalStoreTests", dependencies: ["LocalStore", "DataSourceDomain"], swiftSettings: strict),
+        .testTarget(
+            name: "AgentServiceTests",
+            dependencies: ["AgentService", "JSONRPC", "DataSourceDomain", "JSONKit", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
     ]
 )

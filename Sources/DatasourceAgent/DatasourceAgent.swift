@@ -3,6 +3,7 @@ import ArgumentParser
 import DataSourceDomain
 import DownloadListener
 import Foundation
+import JSONKit
 import JSONRPC
 import LocalStore
 import Logging

@@ -1,5 +1,6 @@
 import DataSourceDomain
 import Foundation
+import JSONKit
 
 /// What a `path` upload may read, and the copy that puts its bytes into the store.
 ///

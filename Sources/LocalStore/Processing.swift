@@ -1,6 +1,7 @@
 import DataSourceDomain
 import Dispatch
 import Foundation
+import GRDB
 import Synchronization
 
 /// One processing run: its cancellation flag and how far it has got, for estimates.

@@ -1,6 +1,8 @@
 import DataSourceDomain
 import Foundation
 import GRDB
+import JSONKit
+import Logging
 
 extension DataSourceError {
     /// A failure of the store turned into a Claro error. SQLite's messages carry SQL text,

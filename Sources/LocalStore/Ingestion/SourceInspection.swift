@@ -1,3 +1,4 @@
+import DataSourceDomain
 import Foundation
 
 /// What the first bytes of a file say: its text encoding, whether it is binary, and for
