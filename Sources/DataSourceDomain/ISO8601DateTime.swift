@@ -105,7 +105,8 @@ public enum ISO8601DateTime {
         return String(repeating: "0", count: max(0, width - digits.count)) + digits
     }
 
-    @inline(__always) static func digits(_ b: UnsafeBufferPointer<UInt8>, _ start: Int, _ count: Int) -> Int? {
+    /// The decimal number in `count` ASCII digits at `start`, or nil.
+    @inline(__always) public static func digits(_ b: UnsafeBufferPointer<UInt8>, _ start: Int, _ count: Int) -> Int? {
         guard start + count <= b.count else { return nil }
         var value = 0
         for i in start..<(start + count) {

@@ -243,14 +243,7 @@ enum CellParsing {
     }
 
     @inline(__always) static func digits(_ b: Bytes, _ start: Int, _ count: Int) -> Int? {
-        guard start + count <= b.count else { return nil }
-        var v = 0
-        for i in start..<(start + count) {
-            let d = b[i] &- 0x30
-            guard d < 10 else { return nil }
-            v = v * 10 + Int(d)
-        }
-        return v
+        ISO8601DateTime.digits(b, start, count)
     }
 
     static func validDate(_ y: Int, _ m: Int, _ d: Int) -> Bool {
