@@ -44,10 +44,14 @@ public final class LocalBackend: DataSourceBackend {
     // MARK: Reading
 
     public func list(_ query: ListQuery) async throws -> ListPage {
-        try storing { try catalog.list(query) }
+        try await offCooperativePool { [self] in try storing { try catalog.list(query) } }
     }
 
     public func details(of id: DataSourceID, maxAge: Int?) async throws -> DataSourceDetails {
+        try await offCooperativePool { [self] in try detailsNow(of: id) }
+    }
+
+    private func detailsNow(of id: DataSourceID) throws -> DataSourceDetails {
         guard let record = try storing({ try catalog.record(id) }) else { throw DataSourceError.notFound(id.rawValue) }
         var details = record.details
         if record.status == DataSourceStatus.processing.rawValue, let rows = processor.rowsSoFar(id) {
@@ -57,6 +61,10 @@ public final class LocalBackend: DataSourceBackend {
     }
 
     public func data(_ query: DataQuery) async throws -> DataPage {
+        try await offCooperativePool { [self] in try dataNow(query) }
+    }
+
+    private func dataNow(_ query: DataQuery) throws -> DataPage {
         let id = query.datasourceId
         guard let record = try storing({ try catalog.record(id) }) else { throw DataSourceError.notFound(id.rawValue) }
         switch DataSourceStatus(rawValue: record.status) {
@@ -75,6 +83,10 @@ public final class LocalBackend: DataSourceBackend {
     /// Removes the metadata, the rows (their whole file), the sort indexes and the original;
     /// a source still processing has its processing stopped.
     public func delete(_ id: DataSourceID) async throws -> DeleteReceipt {
+        try await offCooperativePool { [self] in try deleteNow(id) }
+    }
+
+    private func deleteNow(_ id: DataSourceID) throws -> DeleteReceipt {
         guard try storing({ try catalog.delete(id) }) != nil else { throw DataSourceError.notFound(id.rawValue) }
         processor.cancel(id)
         queries.forget(id)
@@ -89,7 +101,7 @@ public final class LocalBackend: DataSourceBackend {
     }
 
     public func downloadLink(for id: DataSourceID, expiresIn seconds: Int) async throws -> DownloadLink {
-        guard let record = try storing({ try catalog.record(id) }) else { throw DataSourceError.notFound(id.rawValue) }
+        guard let record = try await offCooperativePool({ [self] in try storing { try catalog.record(id) } }) else { throw DataSourceError.notFound(id.rawValue) }
         guard let server = downloadServer.withLock({ $0 }) else {
             throw DataSourceError(.accessDenied, details: ["reason": "download links are not available in this process"])
         }
@@ -108,6 +120,10 @@ public final class LocalBackend: DataSourceBackend {
     // MARK: Upload
 
     public func upload(_ request: UploadRequest, progress: ProgressHandler?) async throws -> DataSourceSummary {
+        try await offCooperativePool { [self] in try uploadNow(request, progress: progress) }
+    }
+
+    private func uploadNow(_ request: UploadRequest, progress: ProgressHandler?) throws -> DataSourceSummary {
         let id = DataSourceID.random()
         let original = layout.original(id.rawValue)
         let fileName: String

@@ -1,4 +1,5 @@
 import DataSourceDomain
+import Dispatch
 import Foundation
 import GRDB
 import JSONKit
@@ -34,6 +35,17 @@ extension DataSourceError {
 }
 
 extension LocalBackend {
+    /// SQLite calls and file copies block (a busy store for up to its 10 s timeout, a large
+    /// original for as long as the copy takes); they run on these threads, never on Swift's
+    /// cooperative pool, whose few threads every other request needs.
+    private static let blockingWork = DispatchQueue(label: "datasource-agent.store", attributes: .concurrent)
+
+    func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Self.blockingWork.async { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
     /// Runs a store operation so that only Claro errors leave it.
     func storing<T>(filter: String? = nil, _ body: () throws -> T) throws -> T {
         do {
