@@ -127,8 +127,8 @@ public struct DataSourceDetails: Sendable, Equatable {
 }
 
 /// One warning or error found while processing: where, what kind, and why.
-public struct ProcessingIssue: Sendable, Equatable {
-    public enum Severity: String, Sendable { case warning, error }
+public struct ProcessingIssue: Sendable, Equatable, Codable {
+    public enum Severity: String, Sendable, Codable { case warning, error }
     public var severity: Severity
     public var line: Int
     public var column: String?

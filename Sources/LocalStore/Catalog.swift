@@ -3,15 +3,25 @@ import Foundation
 import GRDB
 import JSONKit
 
+extension DataSourceStatus: DatabaseValueConvertible {}
+
+extension DataSourceID: DatabaseValueConvertible {
+    public var databaseValue: DatabaseValue { rawValue.databaseValue }
+
+    public static func fromDatabaseValue(_ dbValue: DatabaseValue) -> DataSourceID? {
+        String.fromDatabaseValue(dbValue).flatMap(DataSourceID.init)
+    }
+}
+
 /// One row of the catalog: a data source's metadata and processing outcome.
 struct DataSourceRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "datasource"
 
-    var id: String
+    var id: DataSourceID
     var fileName: String
     var contentType: String
     var fileSize: Int64
-    var status: String
+    var status: DataSourceStatus
     var uploadedAt: Int64
     /// Breaks ties between uploads in the same second, so "newest first" is total.
     var sequence: Int64
@@ -21,17 +31,17 @@ struct DataSourceRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     var errorCount: Int?
     var warningCount: Int?
     var errorMessage: String?
-    /// JSON array of `{name, type, sampleValues}`.
-    var columns: String?
-    /// JSON of the upload's ParseOptions.
-    var options: String?
+    /// Stored as JSON (GRDB's Codable columns).
+    var columns: [DataColumn]?
+    /// The upload's reader options, as JSON.
+    var options: ParseOptions?
     var estimatedCompletion: Int64?
     /// The process that is processing this source, and when it last said so; a source whose
     /// owner is gone is processed again (crash recovery).
     var ownerPid: Int32?
     var heartbeatAt: Int64?
-    /// JSON array of the first recorded processing issues.
-    var issues: String?
+    /// The first recorded processing issues, as JSON.
+    var issues: [ProcessingIssue]?
 
     enum Columns {
         static let id = Column(CodingKeys.id)
@@ -39,25 +49,14 @@ struct DataSourceRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
         static let contentType = Column(CodingKeys.contentType)
         static let uploadedAt = Column(CodingKeys.uploadedAt)
         static let sequence = Column(CodingKeys.sequence)
+        static let heartbeatAt = Column(CodingKeys.heartbeatAt)
+        static let estimatedCompletion = Column(CodingKeys.estimatedCompletion)
     }
 
     var summary: DataSourceSummary {
         DataSourceSummary(
-            datasourceId: DataSourceID(id)!, fileName: fileName, contentType: contentType, fileSize: fileSize,
-            status: DataSourceStatus(rawValue: status) ?? .failed, uploadedAt: Timestamp(secondsSince1970: uploadedAt),
-            processedAt: processedAt.map(Timestamp.init(secondsSince1970:)))
-    }
-
-    var dataColumns: [DataColumn]? {
-        guard let columns, let value = try? JSONParser.parse(columns), case .array(let items) = value else { return nil }
-        return items.compactMap { item in
-            guard let name = item["name"]?.stringValue, let type = item["type"]?.stringValue.flatMap(ColumnType.init(rawValue:))
-            else { return nil }
-            if case .array(let samples)? = item["sampleValues"] {
-                return DataColumn(name: name, type: type, sampleValues: samples)
-            }
-            return DataColumn(name: name, type: type)
-        }
+            datasourceId: id, fileName: fileName, contentType: contentType, fileSize: fileSize, status: status,
+            uploadedAt: Timestamp(secondsSince1970: uploadedAt), processedAt: processedAt.map(Timestamp.init(secondsSince1970:)))
     }
 
     var stats: ProcessingStats? {
@@ -65,21 +64,33 @@ struct DataSourceRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
         return ProcessingStats(cleanedRows: cleanedRows, errors: errorCount ?? 0, warnings: warningCount ?? 0)
     }
 
-    var processingIssues: [ProcessingIssue] {
-        guard let issues, case .array(let items)? = try? JSONParser.parse(issues) else { return [] }
-        return items.compactMap { item in
-            guard let severity = item["severity"]?.stringValue.flatMap(ProcessingIssue.Severity.init(rawValue:)),
-                case .int(let line)? = item["line"], let kind = item["kind"]?.stringValue, let reason = item["reason"]?.stringValue
-            else { return nil }
-            return ProcessingIssue(severity: severity, line: Int(line), column: item["column"]?.stringValue, kind: kind, reason: reason)
-        }
-    }
-
     var details: DataSourceDetails {
         DataSourceDetails(
-            summary: summary, columns: dataColumns, rowCount: rowCount, processingStats: stats,
-            errorMessage: status == DataSourceStatus.failed.rawValue ? (errorMessage ?? "processing failed") : nil,
-            issues: processingIssues)
+            summary: summary, columns: columns, rowCount: rowCount, processingStats: stats,
+            errorMessage: status == .failed ? (errorMessage ?? "processing failed") : nil,
+            issues: issues ?? [])
+    }
+}
+
+/// The list-item columns of a catalog row: what `list` reads, without the JSON columns.
+struct DataSourceSummaryRecord: Decodable, FetchableRecord, TableRecord, Sendable {
+    static let databaseTableName = DataSourceRecord.databaseTableName
+    static var databaseSelection: [any SQLSelectable] {
+        [Column("id"), Column("fileName"), Column("contentType"), Column("fileSize"), Column("status"), Column("uploadedAt"), Column("processedAt")]
+    }
+
+    var id: DataSourceID
+    var fileName: String
+    var contentType: String
+    var fileSize: Int64
+    var status: DataSourceStatus
+    var uploadedAt: Int64
+    var processedAt: Int64?
+
+    var summary: DataSourceSummary {
+        DataSourceSummary(
+            datasourceId: id, fileName: fileName, contentType: contentType, fileSize: fileSize, status: status,
+            uploadedAt: Timestamp(secondsSince1970: uploadedAt), processedAt: processedAt.map(Timestamp.init(secondsSince1970:)))
     }
 }
 
@@ -88,10 +99,15 @@ struct DataSourceRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
 struct StatusChangeRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "statusChange"
     var sequence: Int64?
-    var datasourceId: String
-    var previousStatus: String
-    var status: String
+    var datasourceId: DataSourceID
+    var previousStatus: DataSourceStatus
+    var status: DataSourceStatus
     var committedAt: Int64
+
+    enum Columns {
+        static let sequence = Column(CodingKeys.sequence)
+        static let committedAt = Column(CodingKeys.committedAt)
+    }
 }
 
 /// The catalog database: metadata of every data source, on a GRDB pool in WAL mode so that
@@ -111,10 +127,15 @@ final class Catalog: Sendable {
         try Self.migrator.migrate(pool)
     }
 
+    /// How long a change-log entry is kept: far longer than any process takes to notice it.
+    static let changeLogRetention: Int64 = 24 * 3600
+
+    /// Migrations name tables and columns as plain strings: they describe the schema as it
+    /// was then, whatever the record types become.
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
-            try db.create(table: DataSourceRecord.databaseTableName) { t in
+            try db.create(table: "datasource") { t in
                 t.primaryKey("id", .text)
                 t.column("fileName", .text).notNull()
                 t.column("contentType", .text).notNull()
@@ -135,9 +156,9 @@ final class Catalog: Sendable {
                 t.column("heartbeatAt", .integer)
                 t.column("issues", .text)
             }
-            try db.create(index: "datasource_newest", on: DataSourceRecord.databaseTableName, columns: ["uploadedAt", "sequence"])
-            try db.create(index: "datasource_status", on: DataSourceRecord.databaseTableName, columns: ["status"])
-            try db.create(table: StatusChangeRecord.databaseTableName) { t in
+            try db.create(index: "datasource_newest", on: "datasource", columns: ["uploadedAt", "sequence"])
+            try db.create(index: "datasource_status", on: "datasource", columns: ["status"])
+            try db.create(table: "statusChange") { t in
                 t.autoIncrementedPrimaryKey("sequence")
                 t.column("datasourceId", .text).notNull()
                 t.column("previousStatus", .text).notNull()
@@ -145,13 +166,55 @@ final class Catalog: Sendable {
                 t.column("committedAt", .integer).notNull()
             }
         }
+        // Statuses are checked by the database itself (the table is rebuilt, as SQLite
+        // cannot add a CHECK to an existing table); the change log gets an index for pruning.
+        migrator.registerMigration("v2-status-checks") { db in
+            let statuses = "('processing', 'completed', 'failed')"
+            try db.create(table: "datasource_v2") { t in
+                t.primaryKey("id", .text)
+                t.column("fileName", .text).notNull()
+                t.column("contentType", .text).notNull()
+                t.column("fileSize", .integer).notNull()
+                t.column("status", .text).notNull().check(sql: "status IN \(statuses)")
+                t.column("uploadedAt", .integer).notNull()
+                t.column("sequence", .integer).notNull().unique()
+                t.column("processedAt", .integer)
+                t.column("rowCount", .integer)
+                t.column("cleanedRows", .integer)
+                t.column("errorCount", .integer)
+                t.column("warningCount", .integer)
+                t.column("errorMessage", .text)
+                t.column("columns", .text)
+                t.column("options", .text)
+                t.column("estimatedCompletion", .integer)
+                t.column("ownerPid", .integer)
+                t.column("heartbeatAt", .integer)
+                t.column("issues", .text)
+            }
+            try db.execute(sql: "INSERT INTO datasource_v2 SELECT * FROM datasource")
+            try db.drop(table: "datasource")
+            try db.rename(table: "datasource_v2", to: "datasource")
+            try db.create(index: "datasource_newest", on: "datasource", columns: ["uploadedAt", "sequence"])
+            try db.create(index: "datasource_status", on: "datasource", columns: ["status"])
+            try db.create(table: "statusChange_v2") { t in
+                t.autoIncrementedPrimaryKey("sequence")
+                t.column("datasourceId", .text).notNull()
+                t.column("previousStatus", .text).notNull().check(sql: "previousStatus IN \(statuses)")
+                t.column("status", .text).notNull().check(sql: "status IN \(statuses)")
+                t.column("committedAt", .integer).notNull()
+            }
+            try db.execute(sql: "INSERT INTO statusChange_v2 SELECT * FROM statusChange")
+            try db.drop(table: "statusChange")
+            try db.rename(table: "statusChange_v2", to: "statusChange")
+            try db.create(index: "statusChange_committedAt", on: "statusChange", columns: ["committedAt"])
+        }
         return migrator
     }
 
     func list(_ query: ListQuery) throws -> ListPage {
         try pool.read { db in
-            var request = DataSourceRecord.all()
-            if let status = query.status { request = request.filter(DataSourceRecord.Columns.status == status.rawValue) }
+            var request = DataSourceSummaryRecord.all()
+            if let status = query.status { request = request.filter(DataSourceRecord.Columns.status == status) }
             if let contentType = query.contentType { request = request.filter(DataSourceRecord.Columns.contentType == contentType) }
             let total = try request.fetchCount(db)
             let records = try request
@@ -166,7 +229,7 @@ final class Catalog: Sendable {
 
     func delete(_ id: DataSourceID) throws -> DataSourceRecord? {
         try pool.write { db in
-            guard let record = try DataSourceRecord.fetchOne(db, key: id.rawValue) else { return nil }
+            guard let record = try DataSourceRecord.fetchOne(db, key: id) else { return nil }
             try record.delete(db)
             return record
         }
@@ -179,7 +242,7 @@ final class Catalog: Sendable {
     }
 
     func record(_ id: DataSourceID) throws -> DataSourceRecord? {
-        try pool.read { db in try DataSourceRecord.fetchOne(db, key: id.rawValue) }
+        try pool.read { db in try DataSourceRecord.fetchOne(db, key: id) }
     }
 
     func insertNew(_ record: DataSourceRecord) throws -> DataSourceRecord {
@@ -195,27 +258,31 @@ final class Catalog: Sendable {
     /// false when the source is gone or no longer processing (deleted meanwhile).
     func finishProcessing(_ id: DataSourceID, update: (inout DataSourceRecord) -> Void) throws -> Bool {
         try pool.write { db in
-            guard var record = try DataSourceRecord.fetchOne(db, key: id.rawValue),
-                record.status == DataSourceStatus.processing.rawValue
-            else { return false }
+            guard var record = try DataSourceRecord.fetchOne(db, key: id), record.status == .processing else { return false }
             update(&record)
             record.ownerPid = nil
             record.heartbeatAt = nil
             record.estimatedCompletion = nil
             try record.update(db)
+            let now = Timestamp.now().secondsSince1970
             try StatusChangeRecord(
-                sequence: nil, datasourceId: id.rawValue, previousStatus: DataSourceStatus.processing.rawValue,
-                status: record.status, committedAt: Timestamp.now().secondsSince1970
+                sequence: nil, datasourceId: id, previousStatus: .processing, status: record.status, committedAt: now
             ).insert(db)
+            // The log only has to outlive the time any process takes to read it.
+            try StatusChangeRecord.filter(StatusChangeRecord.Columns.committedAt < now - Self.changeLogRetention).deleteAll(db)
             return true
         }
     }
 
     func heartbeat(_ id: DataSourceID, estimatedCompletion: Int64?) throws {
         try pool.write { db in
-            try db.execute(
-                sql: "UPDATE datasource SET heartbeatAt = ?, estimatedCompletion = ? WHERE id = ? AND status = 'processing'",
-                arguments: [Timestamp.now().secondsSince1970, estimatedCompletion, id.rawValue])
+            _ = try DataSourceRecord
+                .filter(key: id)
+                .filter(DataSourceRecord.Columns.status == DataSourceStatus.processing)
+                .updateAll(db, [
+                    DataSourceRecord.Columns.heartbeatAt.set(to: Timestamp.now().secondsSince1970),
+                    DataSourceRecord.Columns.estimatedCompletion.set(to: estimatedCompletion),
+                ])
         }
     }
 
@@ -223,7 +290,7 @@ final class Catalog: Sendable {
     func claimOrphans(ownerPid: Int32, isAlive: (Int32) -> Bool, staleAfter seconds: Int64) throws -> [DataSourceRecord] {
         try pool.write { db in
             let now = Timestamp.now().secondsSince1970
-            let processing = try DataSourceRecord.filter(DataSourceRecord.Columns.status == DataSourceStatus.processing.rawValue).fetchAll(db)
+            let processing = try DataSourceRecord.filter(DataSourceRecord.Columns.status == DataSourceStatus.processing).fetchAll(db)
             var claimed: [DataSourceRecord] = []
             for var record in processing {
                 let ownerAlive = record.ownerPid.map { $0 != ownerPid && isAlive($0) } ?? false
@@ -247,8 +314,8 @@ final class Catalog: Sendable {
     func changes(after sequence: Int64) throws -> [StatusChangeRecord] {
         try pool.read { db in
             try StatusChangeRecord
-                .filter(Column("sequence") > sequence)
-                .order(Column("sequence"))
+                .filter(StatusChangeRecord.Columns.sequence > sequence)
+                .order(StatusChangeRecord.Columns.sequence)
                 .fetchAll(db)
         }
     }

@@ -54,7 +54,7 @@ public final class LocalBackend: DataSourceBackend {
     private func detailsNow(of id: DataSourceID) throws -> DataSourceDetails {
         guard let record = try storing({ try catalog.record(id) }) else { throw DataSourceError.notFound(id.rawValue) }
         var details = record.details
-        if record.status == DataSourceStatus.processing.rawValue, let rows = processor.rowsSoFar(id) {
+        if record.status == .processing, let rows = processor.rowsSoFar(id) {
             details.rowCount = rows
         }
         return details
@@ -67,15 +67,15 @@ public final class LocalBackend: DataSourceBackend {
     private func dataNow(_ query: DataQuery) throws -> DataPage {
         let id = query.datasourceId
         guard let record = try storing({ try catalog.record(id) }) else { throw DataSourceError.notFound(id.rawValue) }
-        switch DataSourceStatus(rawValue: record.status) {
+        switch record.status {
         case .processing:
             let estimate = processor.job(id)?.estimatedCompletion ?? record.estimatedCompletion.map(Timestamp.init(secondsSince1970:))
             throw DataSourceError.processingInProgress(status: .processing, estimatedCompletion: estimate)
-        case .failed, nil:
+        case .failed:
             throw DataSourceError.processingFailed(id: id, message: record.errorMessage ?? "processing failed")
         case .completed:
             return try storing(filter: query.filter) {
-                try queries.page(query, columns: record.dataColumns ?? [], rowCount: record.rowCount ?? 0)
+                try queries.page(query, columns: record.columns ?? [], rowCount: record.rowCount ?? 0)
             }
         }
     }
@@ -148,14 +148,13 @@ public final class LocalBackend: DataSourceBackend {
         } else {
             contentType = ContentTypeGuess.guess(fileName: fileName, prefix: (try? SourceInspection.readPrefix(original, count: 8192)) ?? [])
         }
-        let optionsJSON = String(decoding: (try? JSONEncoder().encode(request.options)) ?? Data("{}".utf8), as: UTF8.self)
         let now = Timestamp.now()
         let record: DataSourceRecord
         do {
             record = try storing { try catalog.insertNew(DataSourceRecord(
-                id: id.rawValue, fileName: fileName, contentType: contentType, fileSize: fileSize,
-                status: DataSourceStatus.processing.rawValue, uploadedAt: now.secondsSince1970, sequence: 0,
-                options: optionsJSON, ownerPid: getpid(), heartbeatAt: now.secondsSince1970)) }
+                id: id, fileName: fileName, contentType: contentType, fileSize: fileSize,
+                status: .processing, uploadedAt: now.secondsSince1970, sequence: 0,
+                options: request.options, ownerPid: getpid(), heartbeatAt: now.secondsSince1970)) }
         } catch {
             try? FileManager.default.removeItem(at: original)
             throw error
@@ -167,8 +166,8 @@ public final class LocalBackend: DataSourceBackend {
     // MARK: Processing
 
     private func startProcessing(_ record: DataSourceRecord, progress: ProgressHandler?) {
-        let id = DataSourceID(record.id)!
-        let options = record.options.flatMap { try? JSONDecoder().decode(ParseOptions.self, from: Data($0.utf8)) } ?? ParseOptions()
+        let id = record.id
+        let options = record.options ?? ParseOptions()
         processor.submit(id: id, fileSize: record.fileSize) { [self] job in
             process(id: id, contentType: record.contentType, options: options, job: job, progress: progress)
         }
@@ -210,20 +209,20 @@ public final class LocalBackend: DataSourceBackend {
                 try? FileManager.default.removeItem(at: final)
                 try FileManager.default.moveItem(at: partial, to: final)
                 committed = try catalog.finishProcessing(id) { record in
-                    record.status = DataSourceStatus.completed.rawValue
+                    record.status = .completed
                     record.processedAt = Timestamp.now().secondsSince1970
                     record.rowCount = result.rowCount
                     record.cleanedRows = result.stats.cleanedRows
                     record.errorCount = result.stats.errors
                     record.warningCount = result.stats.warnings
-                    record.columns = JSONValue.array(result.columns.map(\.json)).jsonText
-                    record.issues = JSONValue.array(result.issues.map(\.json)).jsonText
+                    record.columns = result.columns
+                    record.issues = result.issues
                 }
             case .failure(let failure):
                 try? FileManager.default.removeItem(at: partial)
                 logger.info("processing \(id) failed: \(failure.message)")
                 committed = try catalog.finishProcessing(id) { record in
-                    record.status = DataSourceStatus.failed.rawValue
+                    record.status = .failed
                     record.processedAt = Timestamp.now().secondsSince1970
                     record.errorMessage = failure.message
                     record.rowCount = 0
@@ -251,7 +250,7 @@ public final class LocalBackend: DataSourceBackend {
             ownerPid: getpid(), isAlive: { kill($0, 0) == 0 || errno == EPERM }, staleAfter: 60)
         for record in orphans {
             logger.info("resuming processing of \(record.id) left by an interrupted run")
-            try? FileManager.default.removeItem(at: layout.partialTable(record.id))
+            try? FileManager.default.removeItem(at: layout.partialTable(record.id.rawValue))
             startProcessing(record, progress: nil)
         }
     }

@@ -173,14 +173,11 @@ final class ChangeWatcher: Sendable {
         lastSeen.withLock { $0 = changes.last!.sequence ?? after }
         let deliver = handler.withLock { $0 }
         for change in changes {
-            guard let id = DataSourceID(change.datasourceId),
-                let record = try? catalog.record(id),
-                let previous = DataSourceStatus(rawValue: change.previousStatus)
-            else { continue }
+            guard let record = try? catalog.record(change.datasourceId) else { continue }
             var details = record.details
             // Report the status this change committed, even if a later one already followed.
-            if let status = DataSourceStatus(rawValue: change.status) { details.summary.status = status }
-            deliver?(StatusChange(details: details, previousStatus: previous))
+            details.summary.status = change.status
+            deliver?(StatusChange(details: details, previousStatus: change.previousStatus))
         }
     }
 }
