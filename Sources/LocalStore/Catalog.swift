@@ -94,6 +94,19 @@ struct DataSourceSummaryRecord: Decodable, FetchableRecord, TableRecord, Sendabl
     }
 }
 
+/// What `data` needs to know of a source before it reads rows: no JSON columns.
+struct DataSourceStateRecord: Decodable, FetchableRecord, TableRecord, Sendable {
+    static let databaseTableName = DataSourceRecord.databaseTableName
+    static var databaseSelection: [any SQLSelectable] {
+        [Column("status"), Column("rowCount"), Column("errorMessage"), Column("estimatedCompletion")]
+    }
+
+    var status: DataSourceStatus
+    var rowCount: Int?
+    var errorMessage: String?
+    var estimatedCompletion: Int64?
+}
+
 /// A committed status transition, kept so that every process sharing the store can notice
 /// and announce it (see `ChangeWatcher`).
 struct StatusChangeRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
@@ -243,6 +256,10 @@ final class Catalog: Sendable {
 
     func record(_ id: DataSourceID) throws -> DataSourceRecord? {
         try pool.read { db in try DataSourceRecord.fetchOne(db, key: id) }
+    }
+
+    func queryState(_ id: DataSourceID) throws -> DataSourceStateRecord? {
+        try pool.read { db in try DataSourceStateRecord.fetchOne(db, key: id) }
     }
 
     func insertNew(_ record: DataSourceRecord) throws -> DataSourceRecord {

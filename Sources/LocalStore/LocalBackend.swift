@@ -17,6 +17,7 @@ public final class LocalBackend: DataSourceBackend {
     let secret: StoreSecret
     let queries: QueryEngine
     let pathUploads: PathUploadPolicy
+    private let columnCache = Mutex<[DataSourceID: [DataColumn]]>([:])
     private let downloadServer = Mutex<(any DownloadOrigin)?>(nil)
     static let maxInlineBytes = 64 * 1024 * 1024
 
@@ -66,18 +67,29 @@ public final class LocalBackend: DataSourceBackend {
 
     private func dataNow(_ query: DataQuery) throws -> DataPage {
         let id = query.datasourceId
-        guard let record = try storing({ try catalog.record(id) }) else { throw DataSourceError.notFound(id.rawValue) }
-        switch record.status {
+        guard let state = try storing({ try catalog.queryState(id) }) else { throw DataSourceError.notFound(id.rawValue) }
+        switch state.status {
         case .processing:
-            let estimate = processor.job(id)?.estimatedCompletion ?? record.estimatedCompletion.map(Timestamp.init(secondsSince1970:))
+            let estimate = processor.job(id)?.estimatedCompletion ?? state.estimatedCompletion.map(Timestamp.init(secondsSince1970:))
             throw DataSourceError.processingInProgress(status: .processing, estimatedCompletion: estimate)
         case .failed:
-            throw DataSourceError.processingFailed(id: id, message: record.errorMessage ?? "processing failed")
+            throw DataSourceError.processingFailed(id: id, message: state.errorMessage ?? "processing failed")
         case .completed:
             return try storing(filter: query.filter) {
-                try queries.page(query, columns: record.columns ?? [], rowCount: record.rowCount ?? 0)
+                try queries.page(query, columns: try completedColumns(id), rowCount: state.rowCount ?? 0)
             }
         }
+    }
+
+    /// A completed source's columns never change, so they are decoded from the catalog once.
+    private func completedColumns(_ id: DataSourceID) throws -> [DataColumn] {
+        if let cached = columnCache.withLock({ $0[id] }) { return cached }
+        let columns = try catalog.record(id)?.columns ?? []
+        columnCache.withLock { cache in
+            if cache.count >= 256 { cache.removeAll() }
+            cache[id] = columns
+        }
+        return columns
     }
 
     /// Removes the metadata, the rows (their whole file), the sort indexes and the original;
@@ -90,6 +102,7 @@ public final class LocalBackend: DataSourceBackend {
         guard try storing({ try catalog.delete(id) }) != nil else { throw DataSourceError.notFound(id.rawValue) }
         processor.cancel(id)
         queries.forget(id)
+        columnCache.withLock { _ = $0.removeValue(forKey: id) }
         let fm = FileManager.default
         for url in [layout.table(id.rawValue), layout.partialTable(id.rawValue), layout.original(id.rawValue)] {
             for suffix in ["", "-wal", "-shm", "-journal"] {

@@ -1,0 +1,104 @@
+"""Before/after: two builds of the agent measured alternately in one run, so that a refactor
+can show it made nothing slower on a noisy machine. For each round and each binary:
+start to the initialize answer, a trivial request's round trip, an ingest of the benchmark
+CSV (upload to statusChanged), and a warm filtered, sorted page. Prints medians and the
+ratio after/before (below 1 is faster).
+
+    python bench/compare_builds.py BEFORE_BINARY AFTER_BINARY [--rows 300000] [--rounds 3]
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Agent:
+    def __init__(self, binary, store):
+        self.proc = subprocess.Popen([binary, "--store", str(store)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.next_id = 0
+
+    def send(self, method, params):
+        self.next_id += 1
+        message = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}
+        self.proc.stdin.write((json.dumps(message) + "\n").encode())
+        self.proc.stdin.flush()
+        return self.next_id
+
+    def wait_for(self, predicate):
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise EOFError("agent exited")
+            message = json.loads(line)
+            if predicate(message):
+                return message
+
+    def call(self, method, params):
+        id = self.send(method, params)
+        reply = self.wait_for(lambda m: m.get("id") == id)
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply["result"]
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def measure(binary, csv_path):
+    store = Path(tempfile.mkdtemp()) / "store"
+    started = time.perf_counter()
+    agent = Agent(binary, store)
+    agent.call("initialize", {})
+    startup = (time.perf_counter() - started) * 1000
+    trips = []
+    for _ in range(500):
+        t = time.perf_counter()
+        agent.call("datasources/list", {"limit": 1})
+        trips.append((time.perf_counter() - t) * 1000)
+    t = time.perf_counter()
+    id = agent.call("datasources/upload", {"path": str(csv_path)})["datasourceId"]
+    agent.wait_for(lambda m: m.get("method") == "datasources/statusChanged" and m["params"]["datasourceId"] == id)
+    ingest = time.perf_counter() - t
+    query = {"datasourceId": id, "filter": "price > 500 AND category = 'Toys'", "sort": "price", "order": "desc", "limit": 50}
+    agent.call("datasources/data", query)  # builds the index: cold, not measured here
+    pages = []
+    for _ in range(100):
+        t = time.perf_counter()
+        agent.call("datasources/data", query)
+        pages.append((time.perf_counter() - t) * 1000)
+    agent.close()
+    return {"startup ms": startup, "round trip ms": statistics.median(trips), "ingest s": ingest,
+            "warm page ms": statistics.median(pages)}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("before")
+    parser.add_argument("after")
+    parser.add_argument("--rows", type=int, default=300_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    csv_path = Path(tempfile.mkdtemp()) / "bench.csv"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "gen_csv.py"), str(csv_path), str(args.rows)], check=True)
+    runs = {"before": [], "after": []}
+    for _ in range(args.rounds):
+        for name in ("before", "after"):
+            runs[name].append(measure(getattr(args, name), csv_path))
+    print(f"{args.rows:,} rows, {args.rounds} alternating rounds")
+    print("| measure | before (median) | after (median) | after / before |")
+    print("|---|---|---|---|")
+    for key in runs["before"][0]:
+        before = statistics.median(r[key] for r in runs["before"])
+        after = statistics.median(r[key] for r in runs["after"])
+        print(f"| {key} | {before:.3f} | {after:.3f} | {after / before:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
