@@ -60,7 +60,18 @@ enum Schema {
         var properties = summaryProperties
         properties["columns"] = [
             "type": "array",
-            "items": object(["name": string, "type": columnType, "sampleValues": ["type": "array"]], required: ["name", "type", "sampleValues"]),
+            "items": object([
+                "name": string, "type": columnType, "sampleValues": ["type": "array"],
+                "cleaning": [
+                    "type": "array",
+                    "description": "What cleaning did to the column's values: rule names in protocol/README.md (Cleaning report).",
+                    "items": object([
+                        "rule": string, "count": integer(min: 1),
+                        "example": object(["from": string, "to": [:]], required: ["from", "to"]),
+                        "detail": string,
+                    ], required: ["rule", "count"]),
+                ],
+            ], required: ["name", "type", "sampleValues"]),
         ]
         properties["rowCount"] = integer(min: 0)
         properties["processingStats"] = processingStats
@@ -114,6 +125,7 @@ extension MethodDocs {
             .init("options", Schema.object([
                 "delimiter": ["type": "string"], "quote": ["type": "string"], "header": ["type": "boolean"],
                 "encoding": ["type": "string"], "nullValues": ["type": "array", "items": ["type": "string"]],
+                "clean": ["type": "boolean", "default": true, "description": "false keeps every value as written (no trimming, no null tokens, no number or date cleaning); types are still inferred where the text is already canonical."],
             ], required: []), "Reader options for delimited text; detected when absent."),
             .init("workDoneToken", ["type": ["string", "integer"]], "Progress token: $/progress notifications follow processing."),
         ],

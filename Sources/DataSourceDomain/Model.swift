@@ -12,11 +12,60 @@ public struct DataColumn: Sendable, Equatable, Codable {
     public var name: String
     public var type: ColumnType
     public var sampleValues: [JSONValue]
+    /// What cleaning did to the column's values (`get`'s `cleaning`); empty when nothing.
+    public var cleaning: [CleaningNote]
 
-    public init(name: String, type: ColumnType, sampleValues: [JSONValue] = []) {
+    public init(name: String, type: ColumnType, sampleValues: [JSONValue] = [], cleaning: [CleaningNote] = []) {
         self.name = name
         self.type = type
         self.sampleValues = sampleValues
+        self.cleaning = cleaning
+    }
+
+    /// `{name, type, sampleValues, cleaning?}` as `get` reports it.
+    public var json: JSONValue {
+        var object: JSONObject = ["name": .string(name), "type": .string(type.rawValue), "sampleValues": .array(sampleValues)]
+        if !cleaning.isEmpty { object["cleaning"] = .array(cleaning.map(\.json)) }
+        return .object(object)
+    }
+
+    public init?(json item: JSONValue) {
+        guard let name = item["name"]?.stringValue, let type = item["type"]?.stringValue.flatMap(ColumnType.init(rawValue:)) else { return nil }
+        var samples: [JSONValue] = []
+        if case .array(let values)? = item["sampleValues"] { samples = values }
+        var notes: [CleaningNote] = []
+        if case .array(let items)? = item["cleaning"] { notes = items.compactMap(CleaningNote.init(json:)) }
+        self.init(name: name, type: type, sampleValues: samples, cleaning: notes)
+    }
+}
+
+/// One cleaning rule applied to a column: its name (protocol/README.md), how many values it
+/// changed, the first change, and for `dateOrderAssumed` the order (`DD/MM/YYYY`).
+public struct CleaningNote: Sendable, Equatable, Codable {
+    public var rule: String
+    public var count: Int
+    public var from: String?
+    public var to: JSONValue?
+    public var detail: String?
+
+    public init(rule: String, count: Int, from: String? = nil, to: JSONValue? = nil, detail: String? = nil) {
+        self.rule = rule
+        self.count = count
+        self.from = from
+        self.to = to
+        self.detail = detail
+    }
+
+    public var json: JSONValue {
+        var object: JSONObject = ["rule": .string(rule), "count": .int(Int64(count))]
+        if let from { object["example"] = ["from": .string(from), "to": to ?? .null] }
+        if let detail { object["detail"] = .string(detail) }
+        return .object(object)
+    }
+
+    public init?(json item: JSONValue) {
+        guard let rule = item["rule"]?.stringValue, case .int(let count)? = item["count"] else { return nil }
+        self.init(rule: rule, count: Int(count), from: item["example"]?["from"]?.stringValue, to: item["example"]?["to"], detail: item["detail"]?.stringValue)
     }
 }
 
@@ -113,9 +162,7 @@ public struct DataSourceDetails: Sendable, Equatable {
     public var json: JSONValue {
         var object = summary.jsonObject
         if let columns {
-            object["columns"] = .array(columns.map { column in
-                ["name": .string(column.name), "type": .string(column.type.rawValue), "sampleValues": .array(column.sampleValues)]
-            })
+            object["columns"] = .array(columns.map(\.json))
         }
         if let rowCount { object["rowCount"] = .int(Int64(rowCount)) }
         if let processingStats { object["processingStats"] = processingStats.json }

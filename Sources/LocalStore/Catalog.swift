@@ -21,7 +21,7 @@ struct DataSourceRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     var errorCount: Int?
     var warningCount: Int?
     var errorMessage: String?
-    /// JSON array of `{name, type, sampleValues}`.
+    /// JSON array of `{name, type, sampleValues, cleaning?}`.
     var columns: String?
     /// JSON of the upload's ParseOptions.
     var options: String?
@@ -50,14 +50,7 @@ struct DataSourceRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
 
     var dataColumns: [DataColumn]? {
         guard let columns, let value = try? JSONParser.parse(columns), case .array(let items) = value else { return nil }
-        return items.compactMap { item in
-            guard let name = item["name"]?.stringValue, let type = item["type"]?.stringValue.flatMap(ColumnType.init(rawValue:))
-            else { return nil }
-            if case .array(let samples)? = item["sampleValues"] {
-                return DataColumn(name: name, type: type, sampleValues: samples)
-            }
-            return DataColumn(name: name, type: type)
-        }
+        return items.compactMap(DataColumn.init(json:))
     }
 
     var stats: ProcessingStats? {
