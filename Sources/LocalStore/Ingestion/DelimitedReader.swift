@@ -12,7 +12,8 @@ struct Dialect: Equatable, Sendable {
 /// RFC 4180 and its common variations, parsed byte by byte: any delimiter, `"` or `'`
 /// quotes with doubled-quote escapes, newlines inside quotes, CRLF / LF / CR line ends.
 /// Leniencies: text after a closing quote is kept; a quote inside an unquoted field is
-/// literal; blank lines are skipped.
+/// literal; blank lines are skipped (and noted on the next record); spaces before an opening
+/// quote are skipped (`a, "b, c"`), as Python's `skipinitialspace` does.
 struct DelimitedReader: RecordReader {
     let dialect: Dialect
     /// Transcode bytes ≥ 0x80 from Latin-1 to UTF-8 as they are copied.
@@ -23,10 +24,14 @@ struct DelimitedReader: RecordReader {
     var declaredColumns: [String]? { nil }
     var bytesConsumed: Int64 { input.bytesConsumed }
 
-    init(url: URL, dialect: Dialect, latin1: Bool, skipping prefix: Int) throws {
+    private var pendingBlank = false
+
+    /// `firstLine` is the line number of the byte at `prefix`, when reading starts mid-file.
+    init(url: URL, dialect: Dialect, latin1: Bool, skipping prefix: Int, firstLine: Int = 1) throws {
         self.dialect = dialect
         self.latin1 = latin1
         input = try ChunkedInput(url: url, skipping: prefix)
+        nextLine = firstLine
     }
 
     private enum Outcome { case record(end: Int, lines: Int), needMore, blank(end: Int, lines: Int) }
@@ -37,6 +42,8 @@ struct DelimitedReader: RecordReader {
                 return false
             }
             record.reset()
+            record.offset = input.bytesConsumed
+            record.blankBefore = pendingBlank
             let outcome = input.buffer.withUnsafeBufferPointer { buffer in
                 parse(buffer, from: input.position, to: input.filled, atEnd: input.atEnd, into: &record)
             }
@@ -45,14 +52,18 @@ struct DelimitedReader: RecordReader {
                 record.line = nextLine
                 nextLine += lines
                 input.position = end
+                pendingBlank = false
                 return true
             case .blank(let end, let lines):
                 nextLine += lines
                 input.position = end
+                pendingBlank = true
             case .needMore:
                 if !(try input.refill()) {
                     // End of file inside a record: parse what is there as the last record.
                     record.reset()
+                    record.offset = input.bytesConsumed
+                    record.blankBefore = pendingBlank
                     let last = input.buffer.withUnsafeBufferPointer { buffer in
                         parse(buffer, from: input.position, to: input.filled, atEnd: true, into: &record)
                     }
@@ -97,7 +108,13 @@ struct DelimitedReader: RecordReader {
         var lines = 1
         var fieldHasContent = false
         while true {
-            // At the start of a field.
+            // At the start of a field: spaces before an opening quote are skipped.
+            if let quote, i < end, b[i] == 0x20, delimiter != 0x20 {
+                var j = i + 1
+                while j < end, b[j] == 0x20 { j += 1 }
+                if j == end && !atEnd { return .needMore }
+                if j < end, b[j] == quote { i = j }
+            }
             if let quote, i < end, b[i] == quote {
                 fieldHasContent = true
                 i += 1

@@ -7,6 +7,10 @@ struct Record {
     var ends: [Int] = []
     /// The 1-based line of the source where the record starts.
     var line = 0
+    /// The byte offset in the source where the record starts (delimited text only).
+    var offset: Int64 = 0
+    /// Whether one or more blank lines came just before the record (delimited text only).
+    var blankBefore = false
     /// Why the record could not be read whole; such a record is counted as an error and skipped.
     var problem: String?
     /// Per field, whether the source typed it as text (a JSON string): such a value is never
