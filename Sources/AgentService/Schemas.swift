@@ -66,9 +66,16 @@ enum Schema {
                     "type": "array",
                     "description": "What cleaning did to the column's values: rule names in protocol/README.md (Cleaning report).",
                     "items": object([
-                        "rule": string, "count": integer(min: 1),
+                        "rule": [
+                            "type": "string",
+                            "enum": [
+                                "whitespaceTrimmed", "nullTokenReplaced", "currencySymbolRemoved", "thousandsSeparatorRemoved",
+                                "parenthesesNegative", "dateReformatted", "dateOrderAssumed", "booleanNormalized",
+                            ],
+                        ],
+                        "count": integer(min: 1),
                         "example": object(["from": string, "to": [:]], required: ["from", "to"]),
-                        "detail": string,
+                        "detail": ["type": "string", "description": "For dateOrderAssumed: DD/MM/YYYY or MM/DD/YYYY."],
                     ], required: ["rule", "count"]),
                 ],
             ], required: ["name", "type", "sampleValues"]),

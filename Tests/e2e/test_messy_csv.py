@@ -1,9 +1,12 @@
 """Messy real-world CSV (issue 10): structure from the data rows, header repairs, preambles,
 multi-row headers, second tables, dialect corner cases, and the cleaning report."""
+import random
+
 import pytest
 
 import csv_corpus
 from conftest import all_rows, upload_and_wait
+from schema_check import validate_result
 
 EXACT_KINDS = {
     "clean", "delimiter", "quote_char", "header_extra_field", "header_missing_field", "header_stray_quote",
@@ -136,6 +139,7 @@ def test_second_table_after_blank_line(agent):
 def test_cleaning_report_in_get(agent):
     text = "sku,price,when,ok\nA,$74.69,31/01/2024,yes\nB,\"$1,200.00\",03/04/2024,no\nC, $5 ,N/A,yes\n"
     details, rows = completed(agent, text)
+    validate_result("datasources/get", details)
     columns = {c["name"]: c for c in details["columns"]}
     price = {n["rule"]: n for n in columns["price"]["cleaning"]}
     assert price["currencySymbolRemoved"]["count"] == 3
@@ -178,3 +182,27 @@ def test_clean_false_keeps_values_as_written(agent):
 def test_clean_false_rejects_non_boolean(agent):
     err = agent.error("datasources/upload", {"fileName": "a.csv", "content": "x", "options": {"clean": "no"}})
     assert err["data"]["details"]["parameter"] == "options.clean"
+
+
+def test_mangled_files_never_crash_or_hang(agent):
+    """Corpus files with random bytes inserted, deleted or replaced (quotes, delimiters, line
+    ends, NUL, high bytes) each complete or fail, and the agent keeps answering."""
+    rnd = random.Random(10)
+    alphabet = [b'"', b"'", b",", b";", b"\t", b"\n", b"\r", b" ", b"\x00", b"\xff", b"\xc3", b"\n\n", b'""']
+    cases = csv_corpus.corpus(per_kind=1)
+    for n in range(40):
+        data = bytearray(rnd.choice(cases).data)
+        for _ in range(rnd.randint(1, 12)):
+            at = rnd.randrange(len(data) + 1)
+            op = rnd.random()
+            if op < 0.5:
+                data[at:at] = rnd.choice(alphabet)
+            elif op < 0.8:
+                del data[at:at + rnd.randint(1, 20)]
+            else:
+                data[at:at + 1] = rnd.choice(alphabet)
+        note, details, rows = load(agent, f"m{n}.csv", bytes(data))
+        assert note["status"] in ("completed", "failed"), note
+        if note["status"] == "completed":
+            assert details["rowCount"] == len(rows)
+    assert agent.call("datasources/list", {"limit": 1})["pagination"]["total"] == 40
