@@ -206,3 +206,20 @@ def test_mangled_files_never_crash_or_hang(agent):
         if note["status"] == "completed":
             assert details["rowCount"] == len(rows)
     assert agent.call("datasources/list", {"limit": 1})["pagination"]["total"] == 40
+
+
+def test_blank_line_inside_a_table_is_not_a_second_table(agent):
+    text = "id,name,price\n1,Lamp,9.99\n2,Chair,45\n\n3,Desk\n4,Shelf,12\n"
+    details, rows = completed(agent, text)
+    assert [r["id"] for r in rows] == [1, 2, 3, 4] and rows[2]["price"] is None
+    assert "second_table" not in kinds(details)
+
+
+def test_sparse_first_row_is_data_not_a_preamble(agent):
+    details, rows = completed(agent, "7,,,\n1,Lamp,9.99,true\n2,Chair,45,false\n3,Desk,12,true\n", options={"header": False})
+    assert len(rows) == 4 and rows[0]["column_1"] == 7
+
+
+def test_single_data_row_with_text_in_a_number_column_is_not_a_header_row(agent):
+    details, rows = completed(agent, "name,price,qty\nLamp,call us,on request\nChair,45,3\nDesk,12,1\nShelf,8,2\n")
+    assert names(details) == ["name", "price", "qty"] and len(rows) == 4

@@ -158,8 +158,9 @@ struct TableLayout {
             let record = records[i]
             if record.fieldCount < width - 1, splitOtherwise(record, dialect: dialect, width: width) != nil { break }
             if strayQuoteLine(records, at: i, width: width, dialect: dialect, prefix: prefix, skip: skip) != nil { break }
-            let nonEmpty = (0..<record.fieldCount).count { record.withField($0) { !CellParsing.trimmed($0).isEmpty } }
-            if width >= 3 && nonEmpty <= 1 {
+            // A title in a row as wide as the table: one value, and not a number (a sparse data row).
+            let values = (0..<record.fieldCount).filter { record.withField($0) { !CellParsing.trimmed($0).isEmpty } }
+            if width >= 3 && values.count <= 1 && !values.contains(where: { record.withField($0) { CellParsing.number(CellParsing.trimmed($0)) != nil } }) {
                 i += 1
                 continue
             }
@@ -230,12 +231,14 @@ struct TableLayout {
     }
 
     /// A row that continues a header: against the data rows, it has text where a column has
-    /// numbers, dates or booleans, and none of its values fits its column's type.
+    /// numbers, dates or booleans, and none of its values fits its column's type; and it has
+    /// an empty cell (units rows do) unless three or more columns say so.
     static func isHeaderContinuation(_ row: Record, data: [Record]) -> Bool {
         var headerVotes = 0
+        var empty = false
         for column in 0..<row.fieldCount {
             let value = row.fieldString(column).trimmingCharacters(in: .whitespaces)
-            if value.isEmpty { continue }
+            if value.isEmpty { empty = true; continue }
             var profile = ColumnProfile()
             for record in data where column < record.fieldCount {
                 record.withField(column) { raw in
@@ -250,28 +253,32 @@ struct TableLayout {
             if fits { return false }
             headerVotes += 1
         }
-        return headerVotes > 0
+        return headerVotes >= (empty ? 1 : 3)
     }
 
-    /// Whether a record after a blank line starts another table: a different width, the header
-    /// again, or text in every typed column where the table has numbers, dates or booleans.
+    /// Whether a record after a blank line starts another table: the header again, or text in
+    /// every typed column it has a value in where the table has numbers, dates or booleans (a
+    /// title, another header). When the table has no typed column, a different width says so.
+    /// A short data row after a blank line fits its columns, so it stays.
     static func startsAnotherTable(_ record: Record, width: Int, names: [String]?, decisions: [ColumnDecision]) -> Bool {
         guard record.blankBefore else { return false }
-        if record.fieldCount != width { return true }
         if let names, names.count == record.fieldCount,
             names.indices.allSatisfy({ names[$0].trimmingCharacters(in: .whitespaces) == record.fieldString($0).trimmingCharacters(in: .whitespaces) })
         { return true }
         var typed = 0
         for column in 0..<min(record.fieldCount, decisions.count) where decisions[column].type != .string {
-            let fits = record.withField(column) { raw -> Bool in
+            let fits = record.withField(column) { raw -> Bool? in
                 let value = CellParsing.trimmed(raw)
+                if CellParsing.isNullToken(value, extra: []) { return nil }
                 var cleaned = CellParsing.Cleaning()
-                return CellParsing.isNullToken(value, extra: []) || StoredValue.convert(value, as: decisions[column], cleaned: &cleaned) != nil
+                return StoredValue.convert(value, as: decisions[column], cleaned: &cleaned) != nil
             }
+            guard let fits else { continue }
             if fits { return false }
             typed += 1
         }
-        return typed > 0
+        if typed > 0 { return true }
+        return !decisions.contains { $0.type != .string } && record.fieldCount != width
     }
 }
 
