@@ -157,6 +157,8 @@ def _pollute(cases: list[Case], table: list[list[str]], rnd: random.Random, suff
     ]
     for i, lines in enumerate(preambles):
         add("preamble", f"p{i}", "\n".join(lines) + "\n" + render(HEADER, table))
+    add("preamble", "excel_sep", "sep=;\n" + render(HEADER, table, delimiter=";"))
+    add("preamble", "quoted_title", '"Products, all stores"\n"As of May 1, 2024"\n' + render(HEADER, table))
 
     # Two- and three-row headers.
     units = ["", "", "", "", "EUR", "pcs", "", "", ""]
