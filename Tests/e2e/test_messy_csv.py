@@ -223,3 +223,22 @@ def test_sparse_first_row_is_data_not_a_preamble(agent):
 def test_single_data_row_with_text_in_a_number_column_is_not_a_header_row(agent):
     details, rows = completed(agent, "name,price,qty\nLamp,call us,on request\nChair,45,3\nDesk,12,1\nShelf,8,2\n")
     assert names(details) == ["name", "price", "qty"] and len(rows) == 4
+
+
+@pytest.mark.parametrize("tail", ['4,Shelf,8\n5,"Rack, wide",9\n', "4,Shelf,8\n5,Rack,9\n"])
+def test_stray_quote_in_a_cell_does_not_swallow_rows(agent, tail):
+    # The quote before Desk never closes on its line: with a quote further down the file the
+    # field would run into it, without one to the end of the file.
+    text = 'id,name,price\n1,Lamp,9.99\n2,Chair,45\n3,"Desk,12\n' + tail
+    details, rows = completed(agent, text)
+    assert [r["id"] for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[2] == {"id": 3, "name": "Desk", "price": 12}
+    assert rows[4]["name"] in ("Rack, wide", "Rack")
+    issue = next(i for i in details["issues"] if i["kind"] == "stray_quote")
+    assert issue["line"] == 4 and issue["severity"] == "warning"
+
+
+def test_quoted_newlines_still_read_whole(agent):
+    details, rows = completed(agent, 'id,note,price\n1,"two\nlines",9.99\n2,"a, b\nc",45\n3,plain,1\n')
+    assert [r["note"] for r in rows] == ["two\nlines", "a, b\nc", "plain"]
+    assert "stray_quote" not in kinds(details)

@@ -25,6 +25,9 @@ struct DelimitedReader: RecordReader {
     var bytesConsumed: Int64 { input.bytesConsumed }
 
     private var pendingBlank = false
+    /// The table's width once known: records that a stray quote made the wrong width are
+    /// repaired against it.
+    var expectedWidth: Int?
 
     /// `firstLine` is the line number of the byte at `prefix`, when reading starts mid-file.
     init(url: URL, dialect: Dialect, latin1: Bool, skipping prefix: Int, firstLine: Int = 1) throws {
@@ -48,7 +51,10 @@ struct DelimitedReader: RecordReader {
                 parse(buffer, from: input.position, to: input.filled, atEnd: input.atEnd, into: &record)
             }
             switch outcome {
-            case .record(let end, let lines):
+            case .record(var end, var lines):
+                if lines > 1 || record.problem != nil, let width = expectedWidth, record.fieldCount != width {
+                    repairStrayQuote(&record, width: width, end: &end, lines: &lines)
+                }
                 record.line = nextLine
                 nextLine += lines
                 input.position = end
@@ -68,7 +74,10 @@ struct DelimitedReader: RecordReader {
                         parse(buffer, from: input.position, to: input.filled, atEnd: true, into: &record)
                     }
                     switch last {
-                    case .record(let end, let lines):
+                    case .record(var end, var lines):
+                        if lines > 1 || record.problem != nil, let width = expectedWidth, record.fieldCount != width {
+                            repairStrayQuote(&record, width: width, end: &end, lines: &lines)
+                        }
                         record.line = nextLine
                         nextLine += lines
                         input.position = end
@@ -82,6 +91,23 @@ struct DelimitedReader: RecordReader {
                 }
             }
         }
+    }
+
+    /// A record whose quoted field ran over a line end (or to the end of the file) and that
+    /// came out with the wrong width: when its first line alone, a quote that does not close
+    /// on the line read as text, has the table's width, that line is the record.
+    private func repairStrayQuote(_ record: inout Record, width: Int, end: inout Int, lines: inout Int) {
+        var line = Record()
+        line.offset = record.offset
+        line.blankBefore = record.blankBefore
+        let outcome = input.buffer.withUnsafeBufferPointer { buffer in
+            parse(buffer, from: input.position, to: input.filled, atEnd: true, into: &line, lineBound: true)
+        }
+        guard case .record(let lineEnd, let lineCount) = outcome, line.fieldCount == width else { return }
+        line.repaired = true
+        swap(&record, &line)
+        end = lineEnd
+        lines = lineCount
     }
 
     @inline(__always) private func append(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, to record: inout Record) {
@@ -101,13 +127,18 @@ struct DelimitedReader: RecordReader {
         }
     }
 
-    private func parse(_ b: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int, atEnd: Bool, into record: inout Record) -> Outcome {
+    /// With `lineBound`, a quote that does not close before the line ends is read as text
+    /// (the stray-quote repair).
+    private func parse(
+        _ b: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int, atEnd: Bool, into record: inout Record, lineBound: Bool = false
+    ) -> Outcome {
         let delimiter = dialect.delimiter
         let quote = dialect.quote
         var i = start
         var lines = 1
         var fieldHasContent = false
         while true {
+            var quotedDone = false
             // At the start of a field: spaces before an opening quote are skipped.
             if let quote, i < end, b[i] == 0x20, delimiter != 0x20 {
                 var j = i + 1
@@ -117,11 +148,18 @@ struct DelimitedReader: RecordReader {
             }
             if let quote, i < end, b[i] == quote {
                 fieldHasContent = true
+                let quoteAt = i
+                let fieldBytes = record.bytes.count
                 i += 1
                 var runStart = i
                 var closed = false
+                var stray = false
                 while i < end {
                     let c = b[i]
+                    if lineBound && (c == 0x0A || c == 0x0D) {
+                        stray = true
+                        break
+                    }
                     if c == quote {
                         if i + 1 < end, b[i + 1] == quote {
                             append(b, runStart..<(i + 1), to: &record)
@@ -138,18 +176,26 @@ struct DelimitedReader: RecordReader {
                     if c == 0x0A { lines += 1 } else if c == 0x0D, !(i + 1 < end && b[i + 1] == 0x0A) { lines += 1 }
                     i += 1
                 }
-                if !closed {
-                    if !atEnd { return .needMore }
-                    append(b, runStart..<i, to: &record)
-                    record.problem = "unterminated quoted field"
-                    record.endField()
-                    return .record(end: i, lines: lines)
+                if stray {
+                    // The quote is text: read the field again after it, unquoted.
+                    record.bytes.removeSubrange(fieldBytes...)
+                    i = quoteAt + 1
+                } else {
+                    if !closed {
+                        if !atEnd { return .needMore }
+                        append(b, runStart..<i, to: &record)
+                        record.problem = "unterminated quoted field"
+                        record.endField()
+                        return .record(end: i, lines: lines)
+                    }
+                    // Anything between the closing quote and the delimiter is kept as text.
+                    let tailStart = i
+                    while i < end, b[i] != delimiter ?? 0x0A, b[i] != 0x0A, b[i] != 0x0D { i += 1 }
+                    append(b, tailStart..<i, to: &record)
+                    quotedDone = true
                 }
-                // Anything between the closing quote and the delimiter is kept as text.
-                let tailStart = i
-                while i < end, b[i] != delimiter ?? 0x0A, b[i] != 0x0A, b[i] != 0x0D { i += 1 }
-                append(b, tailStart..<i, to: &record)
-            } else {
+            }
+            if !quotedDone {
                 let fieldStart = i
                 if let delimiter {
                     while i < end {

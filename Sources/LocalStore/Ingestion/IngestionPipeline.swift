@@ -103,16 +103,19 @@ final class IngestionPipeline {
 
         let dialect: Dialect = try resolveDialect(textURL, skip: skip)
         let textSize = (try? FileManager.default.attributesOfItem(atPath: textURL.path)[.size] as? Int64) ?? fileSize
-        let makeReader: (_ start: Int64, _ line: Int) throws -> any RecordReader = { [format] start, line in
+        let makeReader: (_ start: Int64, _ line: Int, _ width: Int?) throws -> any RecordReader = { [format] start, line, width in
             switch format {
-            case .json: try JSONArrayReader(url: textURL, skipping: skip)
-            case .jsonLines: try JSONLinesReader(url: textURL, latin1: latin1, skipping: skip)
-            default: try DelimitedReader(url: textURL, dialect: dialect, latin1: latin1, skipping: Int(start), firstLine: line)
+            case .json: return try JSONArrayReader(url: textURL, skipping: skip)
+            case .jsonLines: return try JSONLinesReader(url: textURL, latin1: latin1, skipping: skip)
+            default:
+                var reader = try DelimitedReader(url: textURL, dialect: dialect, latin1: latin1, skipping: Int(start), firstLine: line)
+                reader.expectedWidth = width
+                return reader
             }
         }
 
         // Structure first: read the first records and decide where the table is.
-        var reader = try makeReader(Int64(skip), 1)
+        var reader = try makeReader(Int64(skip), 1, nil)
         var sample: [Record] = []
         var record = Record()
         while sample.count <= Self.sampleSize, try reader.next(into: &record) {
@@ -129,7 +132,7 @@ final class IngestionPipeline {
             // Rows are read from the table's first data row.
             if layout.dataStart != Int64(skip) {
                 sample.removeAll(keepingCapacity: true)
-                reader = try makeReader(layout.dataStart, layout.firstDataLine)
+                reader = try makeReader(layout.dataStart, layout.firstDataLine, layout.width)
                 while sample.count < Self.sampleSize, try reader.next(into: &record) {
                     if record.problem == nil { sample.append(record) }
                 }
@@ -162,11 +165,11 @@ final class IngestionPipeline {
 
         // Load; on a value that does not fit, profile the whole file and load again.
         do {
-            return try load(makeReader(layout.dataStart, layout.firstDataLine), layout: layout, names: columnNames, decisions: decisions)
+            return try load(makeReader(layout.dataStart, layout.firstDataLine, layout.width), layout: layout, names: columnNames, decisions: decisions)
         } catch is DoesNotFit {
-            var full = try makeReader(layout.dataStart, layout.firstDataLine)
+            var full = try makeReader(layout.dataStart, layout.firstDataLine, layout.width)
             decisions = try profiled(&full, limit: .max)
-            return try load(makeReader(layout.dataStart, layout.firstDataLine), layout: layout, names: columnNames, decisions: decisions)
+            return try load(makeReader(layout.dataStart, layout.firstDataLine, layout.width), layout: layout, names: columnNames, decisions: decisions)
         }
     }
 
@@ -264,6 +267,9 @@ final class IngestionPipeline {
             if let problem = record.problem {
                 note(.error, record.line, nil, "unparseable_row", problem)
                 continue
+            }
+            if record.repaired {
+                note(.warning, record.line, nil, "stray_quote", "a quote that does not close on its line was read as text")
             }
             if record.fieldCount > columnCount {
                 note(.error, record.line, nil, "extra_fields", "\(record.fieldCount) fields where the header has \(columnCount); the extra fields were dropped")

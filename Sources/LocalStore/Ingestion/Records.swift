@@ -11,6 +11,8 @@ struct Record {
     var offset: Int64 = 0
     /// Whether one or more blank lines came just before the record (delimited text only).
     var blankBefore = false
+    /// Whether a stray quote was read as text to give the record the table's width.
+    var repaired = false
     /// Why the record could not be read whole; such a record is counted as an error and skipped.
     var problem: String?
     /// Per field, whether the source typed it as text (a JSON string): such a value is never
@@ -25,6 +27,7 @@ struct Record {
         bytes.removeAll(keepingCapacity: true)
         ends.removeAll(keepingCapacity: true)
         problem = nil
+        repaired = false
         if !textOnly.isEmpty { textOnly.removeAll(keepingCapacity: true) }
     }
 

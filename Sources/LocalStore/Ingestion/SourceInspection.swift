@@ -154,7 +154,9 @@ enum SourceInspection {
             var found: (Dialect, score: Double, consistency: Double)?
             for quote: UInt8 in [0x22, 0x27] {
                 for delimiter in delimiters {
-                    let counts = fieldCounts(sample, delimiter: delimiter, quote: quote, maxLines: 100)
+                    let (counts, quoted) = scan(sample, delimiter: delimiter, quote: quote, maxLines: 100)
+                    // `'` that never opens a field is no quote at all: `"` then reads the same.
+                    if quote == 0x27 && quoted == 0 { continue }
                     guard let (width, consistency) = modalWidth(counts), width > 1 else { continue }
                     // Consistency matters most, then more fields; `'` pays a margin.
                     let score = consistency * 1000 + Double(min(width, 100)) - (quote == 0x27 ? 30 : 0)
@@ -181,6 +183,12 @@ enum SourceInspection {
     /// Fields per line for the first lines, honouring quotes as the reader does: a quote opens
     /// a quoted field only at the field's start (after spaces, unless the delimiter is one).
     static func fieldCounts(_ sample: [UInt8], delimiter: UInt8, quote: UInt8, maxLines: Int) -> [Int] {
+        scan(sample, delimiter: delimiter, quote: quote, maxLines: maxLines).counts
+    }
+
+    /// Fields per line, and how many fields were quoted.
+    static func scan(_ sample: [UInt8], delimiter: UInt8, quote: UInt8, maxLines: Int) -> (counts: [Int], quoted: Int) {
+        var quoted = 0
         var counts: [Int] = []
         var fields = 1
         var inQuotes = false
@@ -194,6 +202,7 @@ enum SourceInspection {
                     if i + 1 < sample.count, sample[i + 1] == quote { i += 1 } else { inQuotes = false }
                 }
             } else if c == quote && atFieldStart {
+                quoted += 1
                 inQuotes = true
                 atFieldStart = false
                 lineHasContent = true
@@ -215,7 +224,7 @@ enum SourceInspection {
         }
         // A last line cut off by the sample's end is not counted: it may be partial.
         if lineHasContent && i >= sample.count && counts.isEmpty { counts.append(fields) }
-        return counts
+        return (counts, quoted)
     }
 
     /// A first row is a header unless it looks like the rows after it: in columns whose other
