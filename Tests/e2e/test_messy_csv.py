@@ -242,3 +242,9 @@ def test_quoted_newlines_still_read_whole(agent):
     details, rows = completed(agent, 'id,note,price\n1,"two\nlines",9.99\n2,"a, b\nc",45\n3,plain,1\n')
     assert [r["note"] for r in rows] == ["two\nlines", "a, b\nc", "plain"]
     assert "stray_quote" not in kinds(details)
+
+
+@pytest.mark.parametrize("name, content", [("blank.csv", b"\n\n  \n"), ("empty.json", b"[]"), ("obj.json", b"[{}]")])
+def test_nothing_to_load_fails_clearly(agent, name, content):
+    note, details, _ = load(agent, name, content)
+    assert note["status"] == "failed" and note["error"]["message"]

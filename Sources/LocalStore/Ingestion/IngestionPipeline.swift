@@ -142,6 +142,7 @@ final class IngestionPipeline {
             layout = TableLayout(names: ["text"], width: 1, dataStart: Int64(skip), firstDataLine: 1)
         }
         let columnNames = Self.cleanNames(layout.names ?? (1...max(layout.width, 1)).map { "column_\($0)" })
+        guard !columnNames.isEmpty else { throw IngestionFailure("no columns found") }
         guard columnNames.count <= TableWriter.maxColumns else {
             throw IngestionFailure("too many columns: \(columnNames.count) (at most \(TableWriter.maxColumns))")
         }
@@ -328,7 +329,8 @@ final class IngestionPipeline {
                 progress(reader.bytesConsumed, rows)
             }
         }
-        guard rows > 0 || layout.names != nil else {
+        // A header of blank names and no rows is neither a header nor a row.
+        guard rows > 0 || layout.names?.contains(where: { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }) == true else {
             writer.close()
             throw IngestionFailure("neither a header nor any row could be read from the file")
         }
