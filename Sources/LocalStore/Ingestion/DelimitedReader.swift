@@ -156,10 +156,6 @@ struct DelimitedReader: RecordReader {
                 var stray = false
                 while i < end {
                     let c = b[i]
-                    if lineBound && (c == 0x0A || c == 0x0D) {
-                        stray = true
-                        break
-                    }
                     if c == quote {
                         if i + 1 < end, b[i + 1] == quote {
                             append(b, runStart..<(i + 1), to: &record)
@@ -173,7 +169,13 @@ struct DelimitedReader: RecordReader {
                         closed = true
                         break
                     }
-                    if c == 0x0A { lines += 1 } else if c == 0x0D, !(i + 1 < end && b[i + 1] == 0x0A) { lines += 1 }
+                    if c == 0x0A || c == 0x0D {
+                        if lineBound {
+                            stray = true
+                            break
+                        }
+                        if c == 0x0A || !(i + 1 < end && b[i + 1] == 0x0A) { lines += 1 }
+                    }
                     i += 1
                 }
                 if stray {
