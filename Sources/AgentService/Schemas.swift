@@ -68,7 +68,19 @@ enum Schema {
         var properties = summaryProperties
         properties["columns"] = [
             "type": "array",
-            "items": object(["name": string, "type": columnType, "sampleValues": ["type": "array"]], required: ["name", "type", "sampleValues"]),
+            "items": object([
+                "name": string, "type": columnType, "sampleValues": ["type": "array"],
+                "cleaning": [
+                    "type": "array",
+                    "description": "What cleaning did to the column's values: rule names in protocol/README.md (Cleaning report).",
+                    "items": object([
+                        "rule": enumeration(CleaningRule.self),
+                        "count": integer(min: 1),
+                        "example": object(["from": string, "to": [:]], required: ["from", "to"]),
+                        "detail": ["type": "string", "description": "For dateOrderAssumed: DD/MM/YYYY or MM/DD/YYYY."],
+                    ], required: ["rule", "count"]),
+                ],
+            ], required: ["name", "type", "sampleValues"]),
         ]
         properties["rowCount"] = integer(min: 0)
         properties["processingStats"] = processingStats

@@ -27,13 +27,19 @@ public struct ParseOptions: Sendable, Equatable, Codable {
     public var header: Bool?
     public var encoding: String?
     public var nullValues: [String]?
+    /// false keeps every value as written; nil or true cleans (SPEC §8).
+    public var clean: Bool?
 
-    public init(delimiter: String? = nil, quote: String? = nil, header: Bool? = nil, encoding: String? = nil, nullValues: [String]? = nil) {
+    public init(
+        delimiter: String? = nil, quote: String? = nil, header: Bool? = nil, encoding: String? = nil, nullValues: [String]? = nil,
+        clean: Bool? = nil
+    ) {
         self.delimiter = delimiter
         self.quote = quote
         self.header = header
         self.encoding = encoding
         self.nullValues = nullValues
+        self.clean = clean
     }
 }
 

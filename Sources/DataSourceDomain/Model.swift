@@ -12,11 +12,63 @@ public struct DataColumn: Sendable, Equatable, Codable {
     public var name: String
     public var type: ColumnType
     public var sampleValues: [JSONValue]
+    /// What cleaning did to the column's values (`get`'s `cleaning`); empty when nothing.
+    public var cleaning: [CleaningNote]
 
-    public init(name: String, type: ColumnType, sampleValues: [JSONValue] = []) {
+    public init(name: String, type: ColumnType, sampleValues: [JSONValue] = [], cleaning: [CleaningNote] = []) {
         self.name = name
         self.type = type
         self.sampleValues = sampleValues
+        self.cleaning = cleaning
+    }
+
+    /// `{name, type, sampleValues, cleaning?}` as `get` reports it.
+    public var json: JSONValue {
+        var object: JSONObject = ["name": .string(name), "type": .string(type.rawValue), "sampleValues": .array(sampleValues)]
+        if !cleaning.isEmpty { object["cleaning"] = .array(cleaning.map(\.json)) }
+        return .object(object)
+    }
+
+    private enum CodingKeys: String, CodingKey { case name, type, sampleValues, cleaning }
+
+    /// Stored columns written before the cleaning report have no `cleaning`.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            name: try container.decode(String.self, forKey: .name), type: try container.decode(ColumnType.self, forKey: .type),
+            sampleValues: try container.decodeIfPresent([JSONValue].self, forKey: .sampleValues) ?? [],
+            cleaning: try container.decodeIfPresent([CleaningNote].self, forKey: .cleaning) ?? [])
+    }
+}
+
+/// The names of the cleaning rules a column's report may list (protocol/README.md).
+public enum CleaningRule: String, Sendable, CaseIterable, Codable {
+    case whitespaceTrimmed, nullTokenReplaced, currencySymbolRemoved, thousandsSeparatorRemoved, parenthesesNegative
+    case dateReformatted, dateOrderAssumed, booleanNormalized
+}
+
+/// One cleaning rule applied to a column: its name (protocol/README.md), how many values it
+/// changed, the first change, and for `dateOrderAssumed` the order (`DD/MM/YYYY`).
+public struct CleaningNote: Sendable, Equatable, Codable {
+    public var rule: CleaningRule
+    public var count: Int
+    public var from: String?
+    public var to: JSONValue?
+    public var detail: String?
+
+    public init(rule: CleaningRule, count: Int, from: String? = nil, to: JSONValue? = nil, detail: String? = nil) {
+        self.rule = rule
+        self.count = count
+        self.from = from
+        self.to = to
+        self.detail = detail
+    }
+
+    public var json: JSONValue {
+        var object: JSONObject = ["rule": .string(rule.rawValue), "count": .int(Int64(count))]
+        if let from { object["example"] = ["from": .string(from), "to": to ?? .null] }
+        if let detail { object["detail"] = .string(detail) }
+        return .object(object)
     }
 }
 
@@ -113,9 +165,7 @@ public struct DataSourceDetails: Sendable, Equatable {
     public var json: JSONValue {
         var object = summary.jsonObject
         if let columns {
-            object["columns"] = .array(columns.map { column in
-                ["name": .string(column.name), "type": .string(column.type.rawValue), "sampleValues": .array(column.sampleValues)]
-            })
+            object["columns"] = .array(columns.map(\.json))
         }
         if let rowCount { object["rowCount"] = .int(Int64(rowCount)) }
         if let processingStats { object["processingStats"] = processingStats.json }

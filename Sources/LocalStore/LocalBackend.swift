@@ -286,11 +286,6 @@ public final class LocalBackend: DataSourceBackend {
     public var hasPendingProcessing: Bool { processor.hasJobs }
 }
 
-extension DataColumn {
-    var json: JSONValue {
-        ["name": .string(name), "type": .string(type.rawValue), "sampleValues": .array(sampleValues)]
-    }
-}
 
 extension Int64 {
     var nonZero: Int64? { self == 0 ? nil : self }

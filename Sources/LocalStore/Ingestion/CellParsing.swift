@@ -63,6 +63,33 @@ enum CellParsing {
         return nil
     }
 
+    /// What cleaning did to one value, reported per column (protocol/README.md, "Cleaning report").
+    struct Cleaning: OptionSet, Sendable {
+        let rawValue: UInt8
+        static let currencySymbolRemoved = Cleaning(rawValue: 1)
+        static let thousandsSeparatorRemoved = Cleaning(rawValue: 2)
+        static let parenthesesNegative = Cleaning(rawValue: 4)
+        static let dateReformatted = Cleaning(rawValue: 8)
+        static let dateOrderAssumed = Cleaning(rawValue: 16)
+        static let booleanNormalized = Cleaning(rawValue: 32)
+    }
+
+    /// Which rules `cleanedNumber` applied to a value it read (the slow path only).
+    static func numberCleaning(_ bytes: Bytes) -> Cleaning {
+        var result: Cleaning = []
+        if bytes.first == 0x28 && bytes.last == 0x29 { result.insert(.parenthesesNegative) }
+        if bytes.contains(0x2C) { result.insert(.thousandsSeparatorRemoved) }
+        if bytes.contains(where: { $0 == 0x24 || $0 >= 0x80 }) { result.insert(.currencySymbolRemoved) }
+        return result
+    }
+
+    /// `true` / `false` exactly as canonical text writes them.
+    static func canonicalBoolean(_ bytes: Bytes) -> Bool? {
+        if bytes.count == 4, equalsASCII(bytes, "true", caseInsensitive: false) { return true }
+        if bytes.count == 5, equalsASCII(bytes, "false", caseInsensitive: false) { return false }
+        return nil
+    }
+
     enum Number: Equatable {
         case int(Int64)
         case double(Double)

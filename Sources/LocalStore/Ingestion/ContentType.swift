@@ -30,9 +30,11 @@ enum ContentTypeGuess {
             }
             return "application/json"
         }
-        let counts = SourceInspection.fieldCounts(body, delimiter: SourceInspection.sniffDialect(body).delimiter ?? 0x2C, quote: 0x22, maxLines: 20)
-        if let firstCount = counts.first, firstCount > 1, counts.allSatisfy({ $0 == firstCount }) {
-            return SourceInspection.sniffDialect(body).delimiter == 0x09 ? "text/tab-separated-values" : "text/csv"
+        // Without a name that says so, words separated by spaces are text, not a table.
+        let dialect = SourceInspection.sniffDialect(body)
+        let counts = SourceInspection.fieldCounts(body, delimiter: dialect.delimiter ?? 0x2C, quote: 0x22, maxLines: 20)
+        if dialect.delimiter != 0x20, let firstCount = counts.first, firstCount > 1, counts.allSatisfy({ $0 == firstCount }) {
+            return dialect.delimiter == 0x09 ? "text/tab-separated-values" : "text/csv"
         }
         return "text/plain"
     }

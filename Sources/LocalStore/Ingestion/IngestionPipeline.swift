@@ -68,7 +68,11 @@ final class IngestionPipeline {
         self.progress = progress
         fileSize = (try? FileManager.default.attributesOfItem(atPath: source.path)[.size] as? Int64) ?? 0
         extraNulls = (options.nullValues ?? []).map { Array($0.utf8) }
+        clean = options.clean ?? true
     }
+
+    /// `options.clean: false` keeps every value as written.
+    let clean: Bool
 
     struct Cancelled: Error {}
     private struct DoesNotFit: Error { var column: Int }
@@ -98,61 +102,75 @@ final class IngestionPipeline {
         let skip: Int = { if case .utf8(let bom) = encoding { bom } else { 0 } }()
 
         let dialect: Dialect = try resolveDialect(textURL, skip: skip)
-        let makeReader: () throws -> any RecordReader = { [format] in
+        let textSize = (try? FileManager.default.attributesOfItem(atPath: textURL.path)[.size] as? Int64) ?? fileSize
+        let makeReader: (_ start: Int64, _ line: Int, _ width: Int?) throws -> any RecordReader = { [format] start, line, width in
             switch format {
-            case .json: try JSONArrayReader(url: textURL, skipping: skip)
-            case .jsonLines: try JSONLinesReader(url: textURL, latin1: latin1, skipping: skip)
-            default: try DelimitedReader(url: textURL, dialect: dialect, latin1: latin1, skipping: skip)
+            case .json: return try JSONArrayReader(url: textURL, skipping: skip)
+            case .jsonLines: return try JSONLinesReader(url: textURL, latin1: latin1, skipping: skip)
+            default:
+                var reader = try DelimitedReader(url: textURL, dialect: dialect, latin1: latin1, skipping: Int(start), firstLine: line)
+                reader.expectedWidth = width
+                return reader
             }
         }
 
-        // Sample: header detection and first types.
-        var reader = try makeReader()
+        // Structure first: read the first records and decide where the table is.
+        var reader = try makeReader(Int64(skip), 1, nil)
         var sample: [Record] = []
         var record = Record()
         while sample.count <= Self.sampleSize, try reader.next(into: &record) {
             if record.problem == nil { sample.append(record) }
         }
-        let names: [String]
-        let hasHeader: Bool
+        var layout: TableLayout
         if let declared = reader.declaredColumns {
-            names = declared
-            hasHeader = false
-        } else if let first = sample.first {
-            hasHeader = options.header ?? (format == .plainText ? false : SourceInspection.looksLikeHeader(first: first, rest: Array(sample.dropFirst())))
-            if hasHeader {
-                names = (0..<first.fieldCount).map { first.fieldString($0) }
-            } else {
-                let width = sample.map(\.fieldCount).max() ?? 1
-                names = format == .plainText ? ["text"] : (1...width).map { "column_\($0)" }
+            layout = TableLayout(names: declared, width: declared.count, dataStart: Int64(skip), firstDataLine: 1)
+        } else if sample.isEmpty {
+            throw IngestionFailure("neither a header nor any row could be read from the file")
+        } else if case .delimited = format {
+            let prefix = Array(try SourceInspection.readPrefix(textURL, count: skip + SourceInspection.sniffBytes).dropFirst(skip))
+            layout = TableLayout.detect(records: sample, prefix: prefix, skip: skip, end: textSize, dialect: dialect, header: options.header)
+            // Rows are read from the table's first data row.
+            if layout.dataStart != Int64(skip) {
+                sample.removeAll(keepingCapacity: true)
+                reader = try makeReader(layout.dataStart, layout.firstDataLine, layout.width)
+                while sample.count < Self.sampleSize, try reader.next(into: &record) {
+                    if record.problem == nil { sample.append(record) }
+                }
             }
         } else {
-            throw IngestionFailure("no rows could be read from the file")
+            // Plain text: one column, every line a row.
+            layout = TableLayout(names: ["text"], width: 1, dataStart: Int64(skip), firstDataLine: 1)
         }
-        let columnNames = Self.cleanNames(names)
+        let columnNames = Self.cleanNames(layout.names ?? (1...max(layout.width, 1)).map { "column_\($0)" })
         guard !columnNames.isEmpty else { throw IngestionFailure("no columns found") }
         guard columnNames.count <= TableWriter.maxColumns else {
             throw IngestionFailure("too many columns: \(columnNames.count) (at most \(TableWriter.maxColumns))")
         }
-        var profiles = [ColumnProfile](repeating: ColumnProfile(), count: columnNames.count)
-        for row in sample.dropFirst(hasHeader ? 1 : 0) { observe(row, into: &profiles) }
-        var decisions = profiles.map(\.decision)
+        let header = layout.names
+        func profiled(_ rows: inout any RecordReader, limit: Int) throws -> [ColumnDecision] {
+            var profiles = [ColumnProfile](repeating: ColumnProfile(canonical: !clean), count: columnNames.count)
+            var seen = 0
+            var row = Record()
+            while seen < limit, try rows.next(into: &row) {
+                if row.blankBefore, seen > 0, TableLayout.startsAnotherTable(row, width: columnNames.count, names: header, decisions: profiles.map(\.decision)) {
+                    break
+                }
+                if row.problem == nil { observe(row, into: &profiles) }
+                seen += 1
+                if seen & 0x3FFF == 0, isCancelled() { throw Cancelled() }
+            }
+            return profiles.map(\.decision)
+        }
+        var sampleReader: any RecordReader = SampleReader(records: sample)
+        var decisions = try profiled(&sampleReader, limit: .max)
 
         // Load; on a value that does not fit, profile the whole file and load again.
         do {
-            return try load(makeReader(), skipHeader: hasHeader, names: columnNames, decisions: decisions)
+            return try load(makeReader(layout.dataStart, layout.firstDataLine, layout.width), layout: layout, names: columnNames, decisions: decisions)
         } catch is DoesNotFit {
-            profiles = [ColumnProfile](repeating: ColumnProfile(), count: columnNames.count)
-            var full = try makeReader()
-            var first = true
-            while try full.next(into: &record) {
-                if first && hasHeader { first = false; continue }
-                first = false
-                if record.problem == nil { observe(record, into: &profiles) }
-                if isCancelled() { throw Cancelled() }
-            }
-            decisions = profiles.map(\.decision)
-            return try load(makeReader(), skipHeader: hasHeader, names: columnNames, decisions: decisions)
+            var full = try makeReader(layout.dataStart, layout.firstDataLine, layout.width)
+            decisions = try profiled(&full, limit: .max)
+            return try load(makeReader(layout.dataStart, layout.firstDataLine, layout.width), layout: layout, names: columnNames, decisions: decisions)
         }
     }
 
@@ -193,8 +211,12 @@ final class IngestionPipeline {
     private func observe(_ record: Record, into profiles: inout [ColumnProfile]) {
         for column in 0..<min(record.fieldCount, profiles.count) {
             record.withField(column) { raw in
-                let value = CellParsing.trimmed(raw)
-                if !CellParsing.isNullToken(value, extra: extraNulls) { profiles[column].observe(value, textOnly: record.isTextOnly(column)) }
+                if clean {
+                    let value = CellParsing.trimmed(raw)
+                    if !CellParsing.isNullToken(value, extra: extraNulls) { profiles[column].observe(value, textOnly: record.isTextOnly(column)) }
+                } else if !raw.isEmpty, !extraNulls.contains(where: { $0.elementsEqual(raw) }) {
+                    profiles[column].observe(raw, textOnly: record.isTextOnly(column))
+                }
             }
         }
     }
@@ -218,7 +240,7 @@ final class IngestionPipeline {
         return result
     }
 
-    private func load(_ reader: any RecordReader, skipHeader: Bool, names: [String], decisions: [ColumnDecision]) throws -> IngestionResult {
+    private func load(_ reader: any RecordReader, layout: TableLayout, names: [String], decisions: [ColumnDecision]) throws -> IngestionResult {
         var reader = reader
         let writer = try TableWriter(path: output.path, columnCount: names.count)
         var issues: [(line: Int, column: String?, severity: String, kind: String, reason: String)] = []
@@ -228,20 +250,27 @@ final class IngestionPipeline {
             if severity == .warning { warnings += 1 } else { errors += 1 }
             if issues.count < Self.keptIssues { issues.append((line, column, severity.rawValue, kind, reason)) }
         }
+        for layoutNote in layout.notes { note(.warning, layoutNote.line, nil, layoutNote.kind, layoutNote.reason) }
         var samples = [[JSONValue]](repeating: [], count: names.count)
         var sampleBytes = [[[UInt8]]](repeating: [], count: names.count)
+        var tallies = [CleaningTally](repeating: CleaningTally(), count: names.count)
         var rows = 0
         var record = Record()
-        var first = true
         let columnCount = names.count
+        let clean = self.clean
         while try reader.next(into: &record) {
-            if first {
-                first = false
-                if skipHeader { continue }
+            if record.blankBefore, rows > 0,
+                TableLayout.startsAnotherTable(record, width: columnCount, names: layout.names, decisions: decisions)
+            {
+                note(.warning, record.line, nil, "second_table", "another table starts at line \(record.line); only the first table was loaded")
+                break
             }
             if let problem = record.problem {
                 note(.error, record.line, nil, "unparseable_row", problem)
                 continue
+            }
+            if record.repaired {
+                note(.warning, record.line, nil, "stray_quote", "a quote that does not close on its line was read as text")
             }
             if record.fieldCount > columnCount {
                 note(.error, record.line, nil, "extra_fields", "\(record.fieldCount) fields where the header has \(columnCount); the extra fields were dropped")
@@ -253,17 +282,27 @@ final class IngestionPipeline {
                     let index = Int32(column + 1)
                     guard column < record.fieldCount else { writer.bindNull(index); continue }
                     let start = column == 0 ? 0 : record.ends[column - 1]
-                    let value = CellParsing.trimmed(UnsafeBufferPointer(rebasing: buffer[start..<record.ends[column]]))
-                    if CellParsing.isNullToken(value, extra: extraNulls) { writer.bindNull(index); continue }
-                    var cleaned = false
+                    let raw = UnsafeBufferPointer(rebasing: buffer[start..<record.ends[column]])
+                    let value = clean ? CellParsing.trimmed(raw) : raw
+                    if value.isEmpty || (clean ? CellParsing.isNullToken(value, extra: extraNulls) : extraNulls.contains { $0.elementsEqual(value) }) {
+                        if clean, !value.isEmpty { tallies[column].count(.nullTokenReplaced, from: raw, to: .null) }
+                        writer.bindNull(index)
+                        continue
+                    }
+                    var cleaned = CellParsing.Cleaning()
                     if record.isTextOnly(column), decisions[column].type == .number || decisions[column].type == .boolean {
                         throw DoesNotFit(column: column)
                     }
                     guard let stored = StoredValue.convert(value, as: decisions[column], cleaned: &cleaned) else {
                         throw DoesNotFit(column: column)
                     }
-                    if cleaned {
-                        note(.warning, record.line, names[column], "number_cleaned", "\"\(String(decoding: value, as: UTF8.self))\" read as a number")
+                    if value.count != raw.count || !cleaned.isEmpty {
+                        let json = Self.json(stored, type: decisions[column].type)
+                        if value.count != raw.count { tallies[column].count(.whitespaceTrimmed, from: raw, to: json) }
+                        if !cleaned.isEmpty { tallies[column].count(cleaned, from: value, to: json) }
+                        if cleaned.contains(.currencySymbolRemoved) || cleaned.contains(.thousandsSeparatorRemoved) || cleaned.contains(.parenthesesNegative) {
+                            note(.warning, record.line, names[column], "number_cleaned", "\"\(String(decoding: value, as: UTF8.self))\" read as a number")
+                        }
                     }
                     switch stored {
                     case .null: writer.bindNull(index)
@@ -290,13 +329,16 @@ final class IngestionPipeline {
                 progress(reader.bytesConsumed, rows)
             }
         }
-        guard rows > 0 else {
+        // A header of blank names and no rows is neither a header nor a row.
+        guard rows > 0 || layout.names?.contains(where: { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }) == true else {
             writer.close()
-            throw IngestionFailure(skipHeader ? "the file has a header row but no data rows" : "no rows could be read from the file")
+            throw IngestionFailure("neither a header nor any row could be read from the file")
         }
         try writer.finish(issues: issues)
         progress(fileSize, rows)
-        let columns = names.indices.map { DataColumn(name: names[$0], type: decisions[$0].type, sampleValues: samples[$0]) }
+        let columns = names.indices.map {
+            DataColumn(name: names[$0], type: decisions[$0].type, sampleValues: samples[$0], cleaning: tallies[$0].notes(decisions[$0]))
+        }
         return IngestionResult(
             columns: columns, rowCount: rows,
             stats: ProcessingStats(cleanedRows: rows, errors: errors, warnings: warnings),

@@ -7,6 +7,12 @@ struct Record {
     var ends: [Int] = []
     /// The 1-based line of the source where the record starts.
     var line = 0
+    /// The byte offset in the source where the record starts (delimited text only).
+    var offset: Int64 = 0
+    /// Whether one or more blank lines came just before the record (delimited text only).
+    var blankBefore = false
+    /// Whether a stray quote was read as text to give the record the table's width.
+    var repaired = false
     /// Why the record could not be read whole; such a record is counted as an error and skipped.
     var problem: String?
     /// Per field, whether the source typed it as text (a JSON string): such a value is never
@@ -21,6 +27,7 @@ struct Record {
         bytes.removeAll(keepingCapacity: true)
         ends.removeAll(keepingCapacity: true)
         problem = nil
+        repaired = false
         if !textOnly.isEmpty { textOnly.removeAll(keepingCapacity: true) }
     }
 

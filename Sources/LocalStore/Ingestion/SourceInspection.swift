@@ -145,32 +145,55 @@ enum SourceInspection {
         return controls * 100 > prefix.count
     }
 
-    /// Picks the delimiter and quote that split the first lines most consistently.
+    /// Picks the delimiter and quote that split the first lines most consistently. Lines are
+    /// judged against their most common width, not the first line's, so a polluted header, a
+    /// preamble or a second table does not decide the dialect. `"` is preferred: `'` wins only
+    /// when it explains the file clearly better (an apostrophe in `won't` is not a quote).
+    /// A space is a candidate only when no other delimiter splits the lines consistently.
     static func sniffDialect(_ sample: [UInt8]) -> Dialect {
-        let candidates: [UInt8] = [0x2C, 0x3B, 0x09, 0x7C]
-        var best = Dialect.csv
-        var bestScore = -1.0
-        for quote: UInt8 in [0x22, 0x27] {
-            for delimiter in candidates {
-                let counts = fieldCounts(sample, delimiter: delimiter, quote: quote, maxLines: 50)
-                guard let first = counts.first, first > 1 else { continue }
-                let consistent = counts.filter { $0 == first }.count
-                // Consistency matters most, then more fields; the double quote wins ties.
-                let score = Double(consistent) / Double(counts.count) * 1000 + Double(min(first, 100)) + (quote == 0x22 ? 0.5 : 0)
-                if score > bestScore {
-                    bestScore = score
-                    best = Dialect(delimiter: delimiter, quote: quote)
+        func best(_ delimiters: [UInt8]) -> (Dialect, score: Double, consistency: Double)? {
+            var found: (Dialect, score: Double, consistency: Double)?
+            for quote: UInt8 in [0x22, 0x27] {
+                for delimiter in delimiters {
+                    let (counts, quoted) = scan(sample, delimiter: delimiter, quote: quote, maxLines: 100)
+                    // `'` that never opens a field is no quote at all: `"` then reads the same.
+                    if quote == 0x27 && quoted == 0 { continue }
+                    guard let (width, consistency) = modalWidth(counts), width > 1 else { continue }
+                    // Consistency matters most, then more fields; `'` pays a margin.
+                    let score = consistency * 1000 + Double(min(width, 100)) - (quote == 0x27 ? 30 : 0)
+                    if score > found?.score ?? -1 { found = (Dialect(delimiter: delimiter, quote: quote), score, consistency) }
                 }
             }
+            return found
         }
-        return best
+        let usual = best([0x2C, 0x3B, 0x09, 0x7C])
+        if let usual, usual.consistency >= 0.9 { return usual.0 }
+        if let space = best([0x20]), space.consistency >= 0.9, space.score > (usual?.score ?? 0) + 100 { return space.0 }
+        return usual?.0 ?? .csv
     }
 
-    /// Fields per line for the first lines, honouring quotes.
+    /// The most common field count (the larger on ties) and the share of lines that have it.
+    static func modalWidth(_ counts: [Int]) -> (width: Int, consistency: Double)? {
+        guard !counts.isEmpty else { return nil }
+        var frequency: [Int: Int] = [:]
+        for count in counts { frequency[count, default: 0] += 1 }
+        let (width, n) = frequency.max { $0.value < $1.value || ($0.value == $1.value && $0.key < $1.key) }!
+        return (width, Double(n) / Double(counts.count))
+    }
+
+    /// Fields per line for the first lines, honouring quotes as the reader does: a quote opens
+    /// a quoted field only at the field's start (after spaces, unless the delimiter is one).
     static func fieldCounts(_ sample: [UInt8], delimiter: UInt8, quote: UInt8, maxLines: Int) -> [Int] {
+        scan(sample, delimiter: delimiter, quote: quote, maxLines: maxLines).counts
+    }
+
+    /// Fields per line, and how many fields were quoted.
+    static func scan(_ sample: [UInt8], delimiter: UInt8, quote: UInt8, maxLines: Int) -> (counts: [Int], quoted: Int) {
+        var quoted = 0
         var counts: [Int] = []
         var fields = 1
         var inQuotes = false
+        var atFieldStart = true
         var lineHasContent = false
         var i = 0
         while i < sample.count && counts.count < maxLines {
@@ -179,25 +202,30 @@ enum SourceInspection {
                 if c == quote {
                     if i + 1 < sample.count, sample[i + 1] == quote { i += 1 } else { inQuotes = false }
                 }
-            } else if c == quote {
+            } else if c == quote && atFieldStart {
+                quoted += 1
                 inQuotes = true
+                atFieldStart = false
                 lineHasContent = true
             } else if c == delimiter {
                 fields += 1
+                atFieldStart = true
                 lineHasContent = true
             } else if c == 0x0A || c == 0x0D {
                 if lineHasContent { counts.append(fields) }
                 fields = 1
+                atFieldStart = true
                 lineHasContent = false
                 if c == 0x0D, i + 1 < sample.count, sample[i + 1] == 0x0A { i += 1 }
             } else {
                 lineHasContent = true
+                if !(c == 0x20 && delimiter != 0x20) { atFieldStart = false }
             }
             i += 1
         }
         // A last line cut off by the sample's end is not counted: it may be partial.
         if lineHasContent && i >= sample.count && counts.isEmpty { counts.append(fields) }
-        return counts
+        return (counts, quoted)
     }
 
     /// A first row is a header unless it looks like the rows after it: in columns whose other
@@ -216,7 +244,7 @@ enum SourceInspection {
             }
             let decision = profile.decision
             guard decision.type != .string else { continue }
-            var cleaned = false
+            var cleaned = CellParsing.Cleaning()
             let fits = first.withField(column) { raw -> Bool in
                 let value = CellParsing.trimmed(raw)
                 if CellParsing.isNullToken(value, extra: []) { return false }

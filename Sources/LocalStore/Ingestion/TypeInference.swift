@@ -2,6 +2,8 @@ import DataSourceDomain
 
 /// What one column's values could all be, narrowed value by value.
 struct ColumnProfile: Sendable {
+    /// With `options.clean: false`, only canonical text (`12.5`, `true`, `2024-03-14`) has a type.
+    var canonical = false
     var nonNull = 0
     var allBoolean = true
     var allNumber = true
@@ -19,6 +21,11 @@ struct ColumnProfile: Sendable {
         if textOnly {
             allBoolean = false
             allNumber = false
+        }
+        if canonical {
+            if allBoolean, CellParsing.canonicalBoolean(value) == nil { allBoolean = false }
+            if allNumber, CellParsing.plainNumber(value) == nil { allNumber = false }
+            if allDate, !(value.count == 10 && CellParsing.isoDatePrefix(value) != nil) { allDate = false }
         }
         if allBoolean, CellParsing.boolean(value) == nil { allBoolean = false }
         if allNumber, CellParsing.number(value) == nil { allNumber = false }
@@ -44,6 +51,12 @@ struct ColumnProfile: Sendable {
 
     /// The narrowest type that holds every value seen.
     var decision: ColumnDecision {
+        var decision = undecorated
+        decision.canonical = canonical
+        return decision
+    }
+
+    private var undecorated: ColumnDecision {
         guard nonNull > 0 else { return ColumnDecision(type: .string) }
         if allBoolean { return ColumnDecision(type: .boolean) }
         if allNumber { return ColumnDecision(type: .number) }
@@ -64,6 +77,8 @@ struct ColumnProfile: Sendable {
 struct ColumnDecision: Sendable, Equatable {
     var type: ColumnType
     var slashOrder: CellParsing.DateForms = []
+    /// Only canonical text converts (`options.clean: false`).
+    var canonical = false
 }
 
 /// A value converted for storage, or why it does not fit its column's type.
@@ -74,15 +89,26 @@ enum StoredValue {
     case text(UnsafeBufferPointer<UInt8>)
     case ownedText(String)
 
-    static func convert(_ value: CellParsing.Bytes, as decision: ColumnDecision, cleaned: inout Bool) -> StoredValue? {
+    /// `cleaned` tells which cleaning rules the conversion applied (empty when none did).
+    static func convert(_ value: CellParsing.Bytes, as decision: ColumnDecision, cleaned: inout CellParsing.Cleaning) -> StoredValue? {
         switch decision.type {
         case .string:
             return .text(value)
         case .boolean:
-            return CellParsing.boolean(value).map { .int($0 ? 1 : 0) }
+            if decision.canonical { return CellParsing.canonicalBoolean(value).map { .int($0 ? 1 : 0) } }
+            guard let truth = CellParsing.boolean(value) else { return nil }
+            if CellParsing.canonicalBoolean(value) == nil { cleaned.insert(.booleanNormalized) }
+            return .int(truth ? 1 : 0)
         case .number:
-            guard let (number, wasCleaned) = CellParsing.number(value) else { return nil }
-            cleaned = wasCleaned
+            let number: CellParsing.Number
+            if decision.canonical {
+                guard let plain = CellParsing.plainNumber(value) else { return nil }
+                number = plain
+            } else {
+                guard let (parsed, wasCleaned) = CellParsing.number(value) else { return nil }
+                if wasCleaned { cleaned.formUnion(CellParsing.numberCleaning(value)) }
+                number = parsed
+            }
             switch number {
             case .int(let i): return .int(i)
             case .double(let d): return .double(d)
@@ -90,10 +116,15 @@ enum StoredValue {
         case .date:
             // A valid ISO date is already in the stored form.
             if value.count == 10, CellParsing.isoDatePrefix(value) != nil { return .text(value) }
+            if decision.canonical { return nil }
             for form in [CellParsing.DateForms.yearFirstSlash, .dotted, .monthName] {
-                if let text = CellParsing.date(value, form: form) { return .ownedText(text) }
+                if let text = CellParsing.date(value, form: form) {
+                    cleaned.insert(.dateReformatted)
+                    return .ownedText(text)
+                }
             }
             if !decision.slashOrder.isEmpty, let text = CellParsing.date(value, form: decision.slashOrder) {
+                cleaned.insert(.dateOrderAssumed)
                 return .ownedText(text)
             }
             return nil
