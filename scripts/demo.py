@@ -44,14 +44,20 @@ def send(method, params=None, notification=False):
 
 
 def wait_notification(datasource_id):
+    def matches(note):
+        return note.get("method") == "datasources/statusChanged" and note["params"].get("datasourceId") == datasource_id
+
     for note in pending_notes:
-        if note["params"].get("datasourceId") == datasource_id:
+        if matches(note):
+            pending_notes.remove(note)
             return note
     while True:
         note = json.loads(proc.stdout.readline())
         show("<-- (notification) ", note)
-        if note.get("method") == "datasources/statusChanged" and note["params"]["datasourceId"] == datasource_id:
+        if matches(note):
             return note
+        # Another source's notification may come first; keep it for its own wait.
+        pending_notes.append(note)
 
 
 print(f"datasource-agent demo: a fresh embedded store at {store}")
