@@ -51,4 +51,14 @@ enum Validate {
         guard let id = DataSourceID(value) else { throw DataSourceError.notFound(value) }
         return id
     }
+
+    /// An integer parameter in 1...max, or its default.
+    static func bounded(_ name: String, _ value: Int?, default defaultValue: Int, max: Int) throws -> Int {
+        guard let value else { return defaultValue }
+        guard (1...max).contains(value) else {
+            throw DataSourceError.invalidParameter(
+                name, value: .int(Int64(value)), reason: "must be between 1 and \(max)", extra: ["min": 1, "max": .int(Int64(max))])
+        }
+        return value
+    }
 }

@@ -174,3 +174,74 @@ struct DownloadMethod: DataSourceMethod {
         return RawJSON(try await backend.downloadLink(for: id, expiresIn: expiry).json)
     }
 }
+
+struct QueryMethod: DataSourceMethod {
+    struct Params: Decodable, Sendable {
+        var sql: String
+        var params: JSONValue?
+        var sources: [String: String]?
+        var limit: Int?
+        var timeoutMs: Int?
+    }
+
+    static let name = "datasources/query"
+    static let access = MethodAccess.read
+    static let tool: ToolDescription? = ToolDescription(
+        name: "sql_query", title: "Ask with SQL",
+        guidance: "One read-only SQLite SELECT (or WITH … SELECT) over completed data sources; name a source by its id in double quotes (FROM \"<datasourceId>\") or by an alias given in sources. Column names and types are those get_datasource reports; date-times read as ISO text. Use it for aggregates and joins: SELECT category, avg(price) FROM \"<id>\" GROUP BY 1.")
+    static let summary = "One read-only SQL SELECT over completed data sources (named by their quoted id or an alias), with bound parameters, a row limit and a time limit."
+    static let params: [MethodDescription.Param] = [
+        .init("sql", ["type": "string", "minLength": 1], required: true, "One SELECT or WITH … SELECT statement in SQLite's dialect."),
+        .init("params", ["type": ["array", "object"]], "Bind values: an array for ? and ?NNN, an object for :name, @name, $name."),
+        .init("sources", ["type": "object", "additionalProperties": Schema.uuid, "maxProperties": .int(Int64(SQLQuery.maxSources))],
+              "Aliases: table name → datasourceId."),
+        .init("limit", Schema.integer(min: 1, max: SQLQuery.maxLimit, default: SQLQuery.defaultLimit), "Most rows returned; truncated says if there were more."),
+        .init("timeoutMs", Schema.integer(min: 1, max: SQLQuery.maxTimeoutMs, default: SQLQuery.defaultTimeoutMs), "The statement is interrupted after this many milliseconds."),
+    ]
+    static let result = Schema.object([
+        "columns": ["type": "array", "items": Schema.object(["name": Schema.string, "type": Schema.columnType], required: ["name", "type"])],
+        "rows": ["type": "array", "items": ["type": "object"]],
+        "rowCount": Schema.integer(min: 0),
+        "truncated": ["type": "boolean"],
+        "elapsedMs": Schema.integer(min: 0),
+    ], required: ["columns", "rows", "rowCount", "truncated", "elapsedMs"])
+    static let errors: [DataSourceError.Code] = [
+        .invalidParameters, .processingInProgress, .processingFailed, .unauthorized, .storageError,
+    ]
+
+    static func call(_ params: Params, backend: any DataSourceBackend, context: MethodCallContext) async throws -> RawJSON {
+        RawJSON(bytes: try await backend.query(try request(params)).jsonBytes())
+    }
+
+    static func request(_ params: Params) throws -> SQLQuery {
+        guard !params.sql.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw SQLQuery.invalid("the statement is empty")
+        }
+        let parameters: SQLQuery.Parameters
+        switch params.params {
+        case nil, .null?: parameters = .none
+        case .array(let values)?: parameters = .positional(values)
+        case .object(let object)?: parameters = .named(object)
+        default:
+            throw DataSourceError.invalidParameter("params", value: params.params, reason: "must be an array or an object")
+        }
+        var sources: [(alias: String, id: DataSourceID)] = []
+        for (alias, idText) in (params.sources ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard !alias.isEmpty, alias.count <= 128 else {
+                throw DataSourceError.invalidParameter("sources", value: .string(alias), reason: "an alias is 1 to 128 characters")
+            }
+            guard let id = DataSourceID(idText) else {
+                throw DataSourceError.invalidParameter("sources.\(alias)", value: .string(idText), reason: "is not a data source id")
+            }
+            sources.append((alias, id))
+        }
+        guard sources.count <= SQLQuery.maxSources else {
+            throw DataSourceError.invalidParameter("sources", value: nil, reason: "at most \(SQLQuery.maxSources) sources",
+                                                   extra: ["max": .int(Int64(SQLQuery.maxSources))])
+        }
+        return SQLQuery(
+            sql: params.sql, parameters: parameters, sources: sources,
+            limit: try Validate.limit(params.limit, default: SQLQuery.defaultLimit, max: SQLQuery.maxLimit),
+            timeoutMs: try Validate.bounded("timeoutMs", params.timeoutMs, default: SQLQuery.defaultTimeoutMs, max: SQLQuery.maxTimeoutMs))
+    }
+}

@@ -53,6 +53,8 @@ public protocol DataSourceBackend: Sendable {
     func data(_ query: DataQuery) async throws -> DataPage
     func delete(_ id: DataSourceID) async throws -> DeleteReceipt
     func downloadLink(for id: DataSourceID, expiresIn seconds: Int) async throws -> DownloadLink
+    /// Runs one read-only SQL statement over completed data sources.
+    func query(_ request: SQLQuery) async throws -> SQLQueryResult
     /// Accepts a file and returns at once with `processing`; the outcome arrives as a status change.
     func upload(_ request: UploadRequest, progress: ProgressHandler?) async throws -> DataSourceSummary
     /// Registers an observer of status changes; returns a token to pass to `removeObserver`.

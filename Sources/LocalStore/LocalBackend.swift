@@ -81,6 +81,80 @@ public final class LocalBackend: DataSourceBackend {
         }
     }
 
+    public func query(_ request: SQLQuery) async throws -> SQLQueryResult {
+        try await offCooperativePool { [self] in try queryNow(request) }
+    }
+
+    /// Resolves the sources the statement names (quoted ids, or aliases from `sources`) to
+    /// their row files, then runs it (`SQLQueryEngine`).
+    private func queryNow(_ request: SQLQuery) throws -> SQLQueryResult {
+        var namesByID: [DataSourceID: [String]] = [:]
+        var order: [DataSourceID] = []
+        func add(_ id: DataSourceID, name: String) {
+            if namesByID[id] == nil { order.append(id) }
+            if namesByID[id]?.contains(name) != true { namesByID[id, default: []].append(name) }
+        }
+        for (quoted, id) in Self.quotedIdentifiers(in: request.sql).compactMap({ q in DataSourceID(q).map { (q, $0) } }) {
+            add(id, name: quoted)
+        }
+        for (alias, id) in request.sources { add(id, name: alias) }
+        guard order.count <= SQLQuery.maxSources else {
+            throw SQLQuery.invalid("a query may name at most \(SQLQuery.maxSources) data sources; it names \(order.count)")
+        }
+        let sources = try order.map { id -> SQLSource in
+            guard let state = try storing({ try catalog.queryState(id) }) else {
+                throw SQLQuery.invalid("no data source \(id.rawValue)")
+            }
+            switch state.status {
+            case .processing:
+                throw DataSourceError.processingInProgress(status: .processing, estimatedCompletion: state.estimatedCompletion.map(Timestamp.init(secondsSince1970:)))
+            case .failed:
+                throw DataSourceError.processingFailed(id: id, message: state.errorMessage ?? "processing failed")
+            case .completed:
+                return SQLSource(id: id, names: namesByID[id] ?? [], columns: try completedColumns(id), path: layout.table(id.rawValue).path)
+            }
+        }
+        return try SQLQueryEngine.run(request, sources: sources)
+    }
+
+    /// The double-quoted identifiers of a statement (a doubled quote escapes one), outside
+    /// string literals and comments.
+    static func quotedIdentifiers(in sql: String) -> [String] {
+        let chars = Array(sql)
+        var found: [String] = []
+        var i = 0
+        while i < chars.count {
+            switch chars[i] {
+            case "'":
+                i += 1
+                while i < chars.count { if chars[i] == "'" { if i + 1 < chars.count, chars[i + 1] == "'" { i += 2; continue }; break }; i += 1 }
+                i += 1
+            case "-" where i + 1 < chars.count && chars[i + 1] == "-":
+                while i < chars.count, chars[i] != "\n" { i += 1 }
+            case "/" where i + 1 < chars.count && chars[i + 1] == "*":
+                i += 2
+                while i + 1 < chars.count, !(chars[i] == "*" && chars[i + 1] == "/") { i += 1 }
+                i += 2
+            case "\"":
+                var name = ""
+                i += 1
+                while i < chars.count {
+                    if chars[i] == "\"" {
+                        if i + 1 < chars.count, chars[i + 1] == "\"" { name.append("\""); i += 2; continue }
+                        break
+                    }
+                    name.append(chars[i])
+                    i += 1
+                }
+                found.append(name)
+                i += 1
+            default:
+                i += 1
+            }
+        }
+        return found
+    }
+
     /// A completed source's columns never change, so they are decoded from the catalog once.
     private func completedColumns(_ id: DataSourceID) throws -> [DataColumn] {
         if let cached = columnCache.withLock({ $0[id] }) { return cached }

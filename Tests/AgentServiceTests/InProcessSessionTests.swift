@@ -16,6 +16,9 @@ struct EmptyBackend: DataSourceBackend {
     func data(_ query: DataQuery) async throws -> DataPage { throw DataSourceError.notFound(query.datasourceId.rawValue) }
     func delete(_ id: DataSourceID) async throws -> DeleteReceipt { throw DataSourceError.notFound(id.rawValue) }
     func downloadLink(for id: DataSourceID, expiresIn seconds: Int) async throws -> DownloadLink { throw DataSourceError.notFound(id.rawValue) }
+    func query(_ request: SQLQuery) async throws -> SQLQueryResult {
+        throw SQLQuery.invalid("this backend stores nothing")
+    }
     func upload(_ request: UploadRequest, progress: ProgressHandler?) async throws -> DataSourceSummary {
         throw DataSourceError.invalidParameter("path", value: nil, reason: "this backend stores nothing")
     }
@@ -104,11 +107,16 @@ final class LocalConnection: Sendable {
         let methods = initialize["result"]?["capabilities"]?["datasources"]?["methods"]?.arrayValue?.compactMap(\.stringValue) ?? []
         let document = AgentService.openRPCDocument(version: "test")
         let documented = document["methods"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
-        #expect(methods == documented && methods.count == 6)
+        #expect(methods == documented && methods.count == DataSourceMethodCount.expected)
         let mcp = LocalConnection()
         _ = try await mcp.call(1, "initialize", ["protocolVersion": "2025-06-18", "capabilities": [:]])
         let tools = try await mcp.call(2, "tools/list")["result"]?["tools"]?.arrayValue ?? []
-        #expect(tools.count == 6)
+        #expect(tools.count == DataSourceMethodCount.expected)
         #expect(tools.allSatisfy { $0["inputSchema"]?["additionalProperties"] == .bool(false) })
     }
+}
+
+/// list, get, data, delete, download, upload, query: each appears once on every face.
+enum DataSourceMethodCount {
+    static let expected = 7
 }

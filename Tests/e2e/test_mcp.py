@@ -36,7 +36,7 @@ def test_sdk_tools_resources_subscription(store, mode, tmp_path):
         async with Client(server(store), mode=mode, message_handler=on_message) as client:
             tools = {tool.name: tool for tool in (await client.list_tools()).tools}
             assert set(tools) == {"list_datasources", "get_datasource", "query_datasource", "delete_datasource",
-                                  "create_download_url", "upload_datasource"}
+                                  "create_download_url", "upload_datasource", "sql_query"}
             assert "CONTAINS" in tools["query_datasource"].description
             assert tools["query_datasource"].input_schema["required"] == ["datasourceId"]
             assert tools["get_datasource"].output_schema["type"] == "object"
@@ -80,6 +80,12 @@ def test_sdk_tools_resources_subscription(store, mode, tmp_path):
             assert failing.is_error and "DATASOURCE_NOT_FOUND" in failing.content[0].text
             invalid = await client.call_tool("query_datasource", {"datasourceId": id, "filter": "price > 'x'"})
             assert invalid.is_error and "INVALID_PARAMETERS" in invalid.content[0].text
+
+            sql = await client.call_tool("sql_query", {"sql": f'SELECT category, count(*) AS n FROM "{id}" GROUP BY 1 ORDER BY 2 DESC, 1'})
+            assert not sql.is_error and sum(r["n"] for r in sql.structured_content["rows"]) == 36
+            assert [c["type"] for c in sql.structured_content["columns"]] == ["string", "number"]
+            refused = await client.call_tool("sql_query", {"sql": f'DELETE FROM "{id}"'})
+            assert refused.is_error and "INVALID_PARAMETERS" in refused.content[0].text
 
             link = await client.call_tool("create_download_url", {"datasourceId": id})
             assert link.structured_content["downloadUrl"].startswith("http://127.0.0.1:")
