@@ -7,9 +7,12 @@ import JSONKit
 import JSONRPC
 import LocalStore
 import Logging
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
 
 @main
-struct DatasourceAgent: ParsableCommand {
+struct DatasourceAgent: AsyncParsableCommand {
     static let version = "0.1.0"
 
     static let configuration = CommandConfiguration(
@@ -69,7 +72,7 @@ struct StoreOptions: ParsableArguments {
     }
 }
 
-struct Serve: ParsableCommand {
+struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Serve JSON-RPC 2.0 / MCP on stdin and stdout (the default).")
 
     @OptionGroup var storeOptions: StoreOptions
@@ -132,26 +135,23 @@ struct Serve: ParsableCommand {
         }
     }
 
-    func run() throws {
+    func run() async throws {
         let logger = try storeOptions.bootstrapLogging()
         let environment = storeOptions.environment
         let kindText = backend ?? environment["DATASOURCE_AGENT_BACKEND"] ?? "local"
         guard let kind = BackendKind(rawValue: kindText) else {
             throw ValidationError("--backend must be local or remote (got \(kindText))")
         }
-        let dataBackend: any DataSourceBackend
-        var beforeExit: @Sendable () -> Void = {}
         let maxMessageBytes = try maxMessageBytesValue()
+        let local: LocalBackend
+        let downloads: DownloadServer
         switch kind {
         case .local:
             let root = storeOptions.storeURL()
             do {
-                let local = try LocalBackend(root: root, logger: logger, allowedPaths: allowedPaths)
-                local.attachDownloadServer(DownloadServer(authority: local, port: try downloadPortValue(), logger: logger))
-                dataBackend = local
-                beforeExit = {
-                    if local.hasPendingProcessing { ProcessPending.handOff(store: root, logger: logger) }
-                }
+                local = try LocalBackend(root: root, logger: logger, allowedPaths: allowedPaths)
+                downloads = DownloadServer(authority: local, port: try downloadPortValue(), logger: logger)
+                local.attachDownloadServer(downloads)
             } catch let exit as ExitCode {
                 throw exit
             } catch {
@@ -162,14 +162,74 @@ struct Serve: ParsableCommand {
             throw ValidationError("--backend remote is not yet available in this version; use --backend local (the default)")
         }
         let service = AgentService(
-            backend: dataBackend,
+            backend: local,
             configuration: ServiceConfiguration(
                 version: DatasourceAgent.version, backendName: kind.rawValue, readOnly: readOnlyValue,
                 debugMethods: environment["DATASOURCE_AGENT_DEBUG_METHODS"] == "1"),
             logger: logger)
-        let server = StdioServer(maxMessageBytes: maxMessageBytes, logger: logger)
+        let stdio = StdioService(server: StdioServer(maxMessageBytes: maxMessageBytes, logger: logger), service: service)
         logger.info("serving on stdio", metadata: ["store": "\(storeOptions.storeURL().path)"])
-        server.run(attach: { session in service.makeSessionDelegate(for: session) }, beforeExit: beforeExit)
+        // One root for everything that runs: the group shuts down in reverse order, so the
+        // stdio session drains first (it may still need the listener and the watcher), and
+        // unfinished processing is handed on last.
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [
+                .init(service: ProcessingHandOff(backend: local, store: storeOptions.storeURL(), logger: logger)),
+                .init(service: downloads),
+                .init(service: ChangeWatching(backend: local)),
+                .init(service: stdio, successTerminationBehavior: .gracefullyShutdownGroup),
+            ],
+            gracefulShutdownSignals: [.sigterm],
+            logger: logger))
+        try await group.run()
+        Foundation.exit(stdio.exitCode)
+    }
+}
+
+/// The stdio session as a service: it ends when the client leaves (or the lifecycle's
+/// `exit`), and a graceful shutdown of the group (SIGTERM) ends it the graceful way.
+final class StdioService: Service, Sendable {
+    let server: StdioServer
+    let service: AgentService
+    private let code = Atomic<Int32>(0)
+
+    init(server: StdioServer, service: AgentService) {
+        self.server = server
+        self.service = service
+    }
+
+    var exitCode: Int32 { code.load(ordering: .acquiring) }
+
+    func run() async throws {
+        let result = await withGracefulShutdownHandler {
+            await server.run { session in service.makeSessionDelegate(for: session) }
+        } onGracefulShutdown: { [server] in
+            server.shutDownGracefully()
+        }
+        code.store(result, ordering: .releasing)
+    }
+}
+
+/// Announces status changes until the group shuts down.
+struct ChangeWatching: Service {
+    let backend: LocalBackend
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        backend.stopWatchingChanges()
+    }
+}
+
+/// Hands processing that is queued or running on to `process-pending` when the group shuts
+/// down, so that an accepted upload is finished even though its client left.
+struct ProcessingHandOff: Service {
+    let backend: LocalBackend
+    let store: URL
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        if backend.hasPendingProcessing { ProcessPending.handOff(store: store, logger: logger) }
     }
 }
 

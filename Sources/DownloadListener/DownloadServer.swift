@@ -3,37 +3,66 @@ import Foundation
 import Hummingbird
 import JSONKit
 import Logging
+import ServiceLifecycle
+import Synchronization
 
 /// The loopback HTTP listener for signed download links. It serves `GET` and `HEAD` of
-/// `/downloads/{id}` (with `Range`) and nothing else, and binds 127.0.0.1 only. It starts
-/// on the first `datasources/download` and runs while the agent runs.
-public actor DownloadServer: DownloadOrigin {
+/// `/downloads/{id}` (with `Range`) and nothing else, and binds 127.0.0.1 only. As a service
+/// of the agent's service group it waits, costing nothing, until the first
+/// `datasources/download` asks for its origin; then it runs the HTTP server until the group
+/// shuts down.
+public final class DownloadServer: DownloadOrigin, Service {
     private let authority: any DownloadAuthority
     private let port: Int
     private let logger: Logger
-    private var started: Task<String, any Error>?
-    private var serverTask: Task<Void, Never>?
+    private let startRequests: AsyncStream<Void>
+    private let startContinuation: AsyncStream<Void>.Continuation
+    private let state = Mutex<State>(.idle(waiters: []))
+
+    private enum State {
+        case idle(waiters: [CheckedContinuation<String, any Error>])
+        case running(origin: String)
+        case stopped
+    }
 
     public init(authority: any DownloadAuthority, port: Int = 0, logger: Logger) {
         self.authority = authority
         self.port = port
         self.logger = logger
+        (startRequests, startContinuation) = AsyncStream<Void>.makeStream()
     }
 
     public func origin() async throws -> String {
-        if let started { return try await started.value }
-        let task = Task { try await self.launch() }
-        started = task
-        do {
-            return try await task.value
-        } catch {
-            started = nil
-            throw error
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = state.withLock { state -> Result<String, any Error>? in
+                switch state {
+                case .running(let origin): return .success(origin)
+                case .stopped: return .failure(DownloadServerError.couldNotStart)
+                case .idle(var waiters):
+                    waiters.append(continuation)
+                    state = .idle(waiters: waiters)
+                    return nil
+                }
+            }
+            if let ready {
+                continuation.resume(with: ready)
+            } else {
+                startContinuation.yield()
+            }
         }
     }
 
-    private func launch() async throws -> String {
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
+    public func run() async throws {
+        let requested = await withGracefulShutdownHandler {
+            for await _ in startRequests { return true }
+            return false
+        } onGracefulShutdown: { [startContinuation] in
+            startContinuation.finish()
+        }
+        guard requested, !Task.isShuttingDownGracefully else {
+            settle(.stopped)
+            return
+        }
         let router = Router()
         let authority = self.authority
         router.get(RouterPath(DownloadLinkShape.routePattern)) { request, context in
@@ -45,25 +74,34 @@ public actor DownloadServer: DownloadOrigin {
         let app = Application(
             router: router,
             configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: nil),
-            onServerRunning: { channel in
-                continuation.yield(channel.localAddress?.port ?? 0)
-                continuation.finish()
+            onServerRunning: { [self] channel in
+                let origin = "http://127.0.0.1:\(channel.localAddress?.port ?? 0)"
+                logger.info("download listener on \(origin)")
+                settle(.running(origin: origin))
             },
             logger: logger)
-        serverTask = Task { [logger] in
-            do {
-                // `run` rather than `runService`: the agent owns signal handling.
-                try await app.run()
-            } catch {
-                logger.error("download listener stopped: \(error)")
+        do {
+            // Shut down with the group that runs this service.
+            try await app.run()
+        } catch {
+            logger.error("download listener stopped: \(error)")
+        }
+        settle(.stopped)
+    }
+
+    private func settle(_ next: State) {
+        let waiters = state.withLock { state -> [CheckedContinuation<String, any Error>] in
+            defer { state = next }
+            if case .idle(let waiters) = state { return waiters }
+            return []
+        }
+        for waiter in waiters {
+            if case .running(let origin) = next {
+                waiter.resume(returning: origin)
+            } else {
+                waiter.resume(throwing: DownloadServerError.couldNotStart)
             }
-            continuation.finish()
         }
-        for await port in ports where port > 0 {
-            logger.info("download listener on http://127.0.0.1:\(port)")
-            return "http://127.0.0.1:\(port)"
-        }
-        throw DownloadServerError.couldNotStart
     }
 
     enum DownloadServerError: Error { case couldNotStart }

@@ -3,11 +3,20 @@ import Foundation
 import Logging
 import Synchronization
 
-/// Runs one session over the process's stdin and stdout until the client leaves.
+/// Runs one session over the process's stdin and stdout until the client leaves, and says
+/// with which exit code the process should end. It ends no process itself: the owner (a
+/// service group) decides what else stops before the process exits.
 public final class StdioServer: Sendable {
     public let maxMessageBytes: Int
     let logger: Logger
-    private let terminating = Atomic<Bool>(false)
+    private let state = Mutex<State>(State())
+
+    private struct State {
+        var session: Session?
+        var finished = false
+        var completion: CheckedContinuation<Int32, Never>?
+        var result: Int32?
+    }
 
     public init(maxMessageBytes: Int, logger: Logger) {
         self.maxMessageBytes = maxMessageBytes
@@ -27,40 +36,40 @@ public final class StdioServer: Sendable {
     /// How long a graceful end (end of input, SIGTERM) waits for in-flight requests before
     /// cancelling them: no request may hold the process up for ever.
     public static let gracefulDrainLimit: DispatchTimeInterval = .seconds(60)
-    /// After SIGTERM, how long input is still read (until end of input) before the process ends.
-    public static let signalReadGrace: DispatchTimeInterval = .seconds(2)
+    /// After a graceful shutdown is asked for, how long input is still read (until end of
+    /// input), answering each request with "server is shutting down".
+    public static let shutdownReadGrace: DispatchTimeInterval = .seconds(2)
 
-    /// Reads stdin on the calling thread until end of input, then drains and exits.
-    /// `beforeExit` runs last, after every answer is written (the owner hands work on there).
-    public func run(attach: (Session) -> any SessionDelegate, beforeExit: @escaping @Sendable () -> Void = {}) -> Never {
-        self.beforeExit.withLock { $0 = beforeExit }
+    /// Serves until the client leaves: end of input (exit code 0, after every in-flight answer
+    /// is written), the lifecycle's `exit` (its code, after a bounded drain), or a graceful
+    /// shutdown asked for with `shutDownGracefully()`. stdin is read on a thread of its own.
+    public func run(attach: (Session) -> any SessionDelegate) async -> Int32 {
         signal(SIGPIPE, SIG_IGN)
         let output = OutputChannel(fileDescriptor: Self.claimStdout())
         let session = Session(output: output, logger: logger) { [self] code in
-            terminate(session: nil, code: code, graceful: false)
+            finish(code: code, graceful: false)
         }
-        // The closure above cannot capture `session` before it exists; keep it reachable here.
-        let delegate = attach(session)
-        session.attach(delegate)
-        sessionForExit.withLock { $0 = session }
+        session.attach(attach(session))
+        state.withLock { $0.session = session }
 
-        signal(SIGTERM, SIG_IGN)
-        let termination = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
-        termination.setEventHandler { [self] in
-            // Requests the client wrote before it saw us stop may still be in the pipe: keep
-            // reading (for at most `signalReadGrace`) and answer each with an error, so none
-            // goes unanswered; then finish the ones already running.
-            logger.info("SIGTERM: finishing in-flight requests")
-            session.stopAdmitting()
-            DispatchQueue.global().asyncAfter(deadline: .now() + Self.signalReadGrace) { [self] in
-                terminate(session: session, code: 0, graceful: true)
+        let reader = Thread { [self] in readUntilEndOfInput(session) }
+        reader.name = "stdin"
+        reader.start()
+        return await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> Int32? in
+                if let result = state.result { return result }
+                state.completion = continuation
+                return nil
             }
+            if let ready { continuation.resume(returning: ready) }
         }
-        termination.resume()
+    }
 
+    private func readUntilEndOfInput(_ session: Session) {
         var framer = MessageFramer(maxMessageBytes: maxMessageBytes)
         let chunkSize = 64 * 1024
         let chunk = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: chunkSize)
+        defer { chunk.deallocate() }
         while true {
             let count = read(STDIN_FILENO, chunk.baseAddress, chunkSize)
             if count < 0 && errno == EINTR { continue }
@@ -71,22 +80,32 @@ public final class StdioServer: Sendable {
             }
         }
         logger.debug("end of input: finishing in-flight requests")
-        session.stopAdmitting()
-        terminate(session: session, code: 0, graceful: true)
+        finish(code: 0, graceful: true)
     }
 
-    private let sessionForExit = Mutex<Session?>(nil)
-    private let beforeExit = Mutex<(@Sendable () -> Void)?>(nil)
-
-    /// Ends the process once. A graceful end waits for every in-flight answer; an `exit` from
-    /// the client waits a bounded time, since the client has said it wants no more answers.
-    private func terminate(session: Session?, code: Int32, graceful: Bool) -> Never {
-        let session = session ?? sessionForExit.withLock { $0 }
-        if terminating.exchange(true, ordering: .acquiringAndReleasing) {
-            // Another path is already draining; let it finish the exit.
-            while true { sleep(60) }
+    /// SIGTERM's path: requests the client wrote before it saw us stop may still be in the
+    /// pipe, so input is read for up to `shutdownReadGrace` more and each request answered
+    /// with an error; then the ones already running finish.
+    public func shutDownGracefully() {
+        guard let session = state.withLock({ $0.session }) else { return }
+        logger.info("shutting down: finishing in-flight requests")
+        session.stopAdmitting()
+        DispatchQueue.global().asyncAfter(deadline: .now() + Self.shutdownReadGrace) { [self] in
+            finish(code: 0, graceful: true)
         }
-        if let session {
+    }
+
+    /// Ends the session once. A graceful end waits for every in-flight answer (bounded); an
+    /// `exit` from the client waits at most 5 s, since the client wants no more answers.
+    private func finish(code: Int32, graceful: Bool) {
+        let session = state.withLock { state -> Session? in
+            guard !state.finished else { return nil }
+            state.finished = true
+            return state.session
+        }
+        guard let session else { return }
+        DispatchQueue.global().async { [self] in
+            session.stopAdmitting()
             if graceful {
                 if !session.drain(timeout: .now() + Self.gracefulDrainLimit) {
                     logger.warning("requests still running after \(Self.gracefulDrainLimit); cancelling them")
@@ -99,8 +118,12 @@ public final class StdioServer: Sendable {
             }
             session.close()
             session.output.flush()
+            let continuation = state.withLock { state -> CheckedContinuation<Int32, Never>? in
+                state.result = code
+                defer { state.completion = nil }
+                return state.completion
+            }
+            continuation?.resume(returning: code)
         }
-        beforeExit.withLock { $0 }?()
-        exit(code)
     }
 }

@@ -355,6 +355,11 @@ public final class LocalBackend: DataSourceBackend {
         processor.waitForIdle()
     }
 
+    /// Stops announcing status changes (the process is ending).
+    public func stopWatchingChanges() {
+        watcher.stop()
+    }
+
     /// Whether this process is processing (or about to process) an accepted upload; such
     /// work must be handed on before the process leaves (see `process-pending`).
     public var hasPendingProcessing: Bool { processor.hasJobs }

@@ -164,6 +164,13 @@ final class ChangeWatcher: Sendable {
         #endif
     }
 
+    /// Stops watching (the process is ending); no observer is called after this returns.
+    func stop() {
+        timer.withLock { $0?.source.cancel(); $0 = nil }
+        writeWatch.withLock { $0?.source.cancel(); $0 = nil }
+        handler.withLock { $0 = nil }
+    }
+
     /// Checks at once, after this process committed a change.
     func poke() { queue.async { [self] in check() } }
 
