@@ -12,6 +12,7 @@ final class QueryEngine: Sendable {
     let secret: StoreSecret
     private let connections = Mutex<[String: DatabaseQueue]>([:])
     private let countCache = Mutex<[String: Int]>([:])
+    private let knownIndexes = Mutex<Set<String>>([])
 
     init(layout: StoreLayout, secret: StoreSecret) {
         self.layout = layout
@@ -41,6 +42,7 @@ final class QueryEngine: Sendable {
     func forget(_ id: DataSourceID) {
         connections.withLock { $0[id.rawValue] = nil }
         countCache.withLock { cache in cache = cache.filter { !$0.key.hasPrefix(id.rawValue) } }
+        knownIndexes.withLock { known in known = known.filter { !$0.hasPrefix(id.rawValue) } }
     }
 
     // Text operators fold case beyond ASCII (Unicode lowercase mapping) in Swift, since
@@ -87,7 +89,7 @@ final class QueryEngine: Sendable {
         }
         let queue = try connection(query.datasourceId)
         if let sortIndex {
-            try ensureIndex(queue, column: sortIndex, order: order)
+            try ensureIndex(queue, id: query.datasourceId, column: sortIndex, order: order)
         }
 
         let selectList = (["rowid"] + (0..<columns.count).map { "c\($0)" }).joined(separator: ", ")
@@ -193,15 +195,20 @@ final class QueryEngine: Sendable {
     }
 
     /// Builds, once, the index on `c <order>` that serves sorting by that column.
-    private func ensureIndex(_ queue: DatabaseQueue, column: Int, order: SortDirection) throws {
+    private func ensureIndex(_ queue: DatabaseQueue, id: DataSourceID, column: Int, order: SortDirection) throws {
         let name = "sort_c\(column)_\(order.rawValue)"
+        // Indexes are never dropped while the source exists, so one that was seen stays.
+        let key = "\(id.rawValue)|\(name)"
+        if knownIndexes.withLock({ $0.contains(key) }) { return }
         let exists = try queue.read { db in
             try Bool.fetchOne(db, sql: "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", arguments: [name]) ?? false
         }
-        guard !exists else { return }
-        try queue.write { db in
-            try db.execute(sql: "CREATE INDEX IF NOT EXISTS \(name) ON rows(c\(column) \(order == .asc ? "ASC" : "DESC"))")
+        if !exists {
+            try queue.write { db in
+                try db.execute(sql: "CREATE INDEX IF NOT EXISTS \(name) ON rows(c\(column) \(order == .asc ? "ASC" : "DESC"))")
+            }
         }
+        knownIndexes.withLock { _ = $0.insert(key) }
     }
 
     static func json(_ value: DatabaseValue, type: ColumnType) -> JSONValue {
