@@ -314,8 +314,9 @@ final class IngestionPipeline {
                     // First three distinct values, compared as raw bytes so that a column with few
                     // distinct values costs no conversion per row.
                     // Samples are cut to `maxSampleCharacters`, so a huge cell never makes `get` huge.
-                    let sampleKey = value.prefix(Self.maxSampleCharacters * 4)
-                    if samples[column].count < 3, !sampleBytes[column].contains(where: { $0.elementsEqual(sampleKey) }) {
+                    if samples[column].count < 3,
+                        case let sampleKey = value.prefix(Self.maxSampleCharacters * 4),
+                        !sampleBytes[column].contains(where: { $0.elementsEqual(sampleKey) }) {
                         sampleBytes[column].append(Array(sampleKey))
                         let json = Self.sample(Self.json(stored, type: decisions[column].type))
                         if !samples[column].contains(json) { samples[column].append(json) }
