@@ -71,6 +71,7 @@ struct DataMethod: DataSourceMethod {
         var order: String?
         var filter: String?
         var cursor: String?
+        var columns: [String]?
     }
 
     static let name = "datasources/data"
@@ -88,6 +89,8 @@ struct DataMethod: DataSourceMethod {
         .init("filter", ["type": "string", "maxLength": .int(Int64(FilterParser.maxLength))],
               "Filter expression, e.g. price > 100 AND (category = 'Toys' OR name CONTAINS 'widget')."),
         .init("cursor", Schema.string, "pagination.nextCursor of the previous page (keyset paging)."),
+        .init("columns", ["type": "array", "items": Schema.string, "minItems": 1, "uniqueItems": true],
+              "Return only these columns, in this order; default: all."),
     ]
     static let result = Schema.object([
         "data": ["type": "array", "items": ["type": "object"]],
@@ -131,7 +134,7 @@ struct DataMethod: DataSourceMethod {
             datasourceId: id, page: try Validate.page(params.page),
             limit: try Validate.limit(params.limit, default: DataQuery.defaultLimit, max: DataQuery.maxLimit),
             sort: params.sort?.isEmpty == true ? nil : params.sort, order: direction, filter: params.filter,
-            cursor: params.cursor?.isEmpty == true ? nil : params.cursor)
+            cursor: params.cursor?.isEmpty == true ? nil : params.cursor, columns: params.columns)
     }
 }
 

@@ -290,11 +290,14 @@ public struct DataQuery: Sendable {
     public var order: SortDirection
     public var filter: String?
     public var cursor: String?
+    /// The columns to return, in this order; nil for all.
+    public var columns: [String]?
 
     public init(
         datasourceId: DataSourceID, page: Int = 1, limit: Int = defaultLimit, sort: String? = nil,
-        order: SortDirection = .asc, filter: String? = nil, cursor: String? = nil
+        order: SortDirection = .asc, filter: String? = nil, cursor: String? = nil, columns: [String]? = nil
     ) {
+        self.columns = columns
         self.datasourceId = datasourceId
         self.page = page
         self.limit = limit

@@ -92,7 +92,27 @@ final class QueryEngine: Sendable {
             try ensureIndex(queue, id: query.datasourceId, column: sortIndex, order: order)
         }
 
-        let selectList = (["rowid"] + (0..<columns.count).map { "c\($0)" }).joined(separator: ", ")
+        // The returned columns (all, or those asked for, in that order), then the sort column
+        // if it is not among them: the keyset needs its value.
+        var returned = Array(columns.indices)
+        if let wanted = query.columns {
+            guard !wanted.isEmpty else {
+                throw DataSourceError.invalidParameter("columns", value: .array([]), reason: "must name at least one column")
+            }
+            returned = try wanted.map { name in
+                guard let index = names.firstIndex(of: name) else {
+                    throw DataSourceError.invalidParameter(
+                        "columns", value: .string(name), reason: "no such column", extra: ["allowed": .array(names.map { .string($0) })])
+                }
+                return index
+            }
+            guard Set(returned).count == returned.count else {
+                throw DataSourceError.invalidParameter("columns", value: nil, reason: "names a column twice")
+            }
+        }
+        let fetchedColumns = returned + (sortIndex.map { returned.contains($0) ? [] : [$0] } ?? [])
+        let sortPosition = sortIndex.flatMap { fetchedColumns.firstIndex(of: $0) }
+        let selectList = (["rowid"] + fetchedColumns.map { "c\($0)" }).joined(separator: ", ")
         let want = query.limit + 1
         let offset = Pagination.offset(page: page, limit: query.limit)
         let segments = Self.segments(sortColumn: sortIndex, order: order, cursor: cursor)
@@ -117,12 +137,12 @@ final class QueryEngine: Sendable {
                     fetchedCount += 1
                     if rows.count == query.limit { hasMore = true; break }
                     var values: [JSONValue] = []
-                    values.reserveCapacity(columns.count)
-                    for (index, column) in columns.enumerated() {
-                        values.append(Self.json(row[index + 1] as DatabaseValue, type: column.type))
+                    values.reserveCapacity(returned.count)
+                    for (position, index) in returned.enumerated() {
+                        values.append(Self.json(row[position + 1] as DatabaseValue, type: columns[index].type))
                     }
                     rows.append(values)
-                    let sortValue: DatabaseValue = sortIndex.map { row[$0 + 1] as DatabaseValue } ?? .null
+                    let sortValue: DatabaseValue = sortPosition.map { row[$0 + 1] as DatabaseValue } ?? .null
                     lastKey = (sortValue, row[0] as Int64)
                 }
                 if remainingOffset > 0 && index + 1 < segments.count {
@@ -155,7 +175,7 @@ final class QueryEngine: Sendable {
             nextCursor = Cursor(page: min(page, Pagination.maxPage - 1) + 1, sortValue: lastKey.0, rowid: lastKey.1).encode(scope: cursorScope, secret: secret)
         }
         return DataPage(
-            columns: columns.map { DataColumn(name: $0.name, type: $0.type) }, rows: rows,
+            columns: returned.map { DataColumn(name: columns[$0].name, type: columns[$0].type) }, rows: rows,
             pagination: Pagination(page: page, limit: query.limit, total: total, nextCursor: nextCursor))
     }
 

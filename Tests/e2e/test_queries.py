@@ -308,3 +308,25 @@ def test_delete_unknown(agent):
     id = str(uuid.uuid4())
     err = agent.error("datasources/delete", {"datasourceId": id})
     assert err == {"code": -31404, "message": "Data source not found", "data": {"code": "DATASOURCE_NOT_FOUND", "details": {"datasourceId": id}}}
+
+
+def test_columns_selects_and_orders_the_returned_columns(agent, catalogue):
+    page = query(agent, catalogue, columns=["price", "sku"], sort="released", order="desc", limit=3)
+    assert [c["name"] for c in page["columns"]] == ["price", "sku"]
+    assert all(list(row) == ["price", "sku"] for row in page["data"])
+    full = query(agent, catalogue, sort="released", order="desc", limit=3)
+    assert [r["sku"] for r in page["data"]] == [r["sku"] for r in full["data"]]
+    # Keyset paging by a column that is not returned walks the same rows.
+    narrow = all_rows(agent, catalogue, columns=["sku"], sort="price", limit=3)
+    wide = all_rows(agent, catalogue, sort="price", limit=3)
+    assert [r["sku"] for r in narrow] == [r["sku"] for r in wide] and all(list(r) == ["sku"] for r in narrow)
+
+
+@pytest.mark.parametrize("columns, reason", [
+    (["nope"], "no such column"),
+    (["sku", "sku"], "twice"),
+    ([], "at least one"),
+])
+def test_columns_errors(agent, catalogue, columns, reason):
+    details = invalid(agent, {"datasourceId": catalogue, "columns": columns})
+    assert details["parameter"] == "columns" and reason in details["reason"]
