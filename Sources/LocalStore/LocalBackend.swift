@@ -224,9 +224,7 @@ public final class LocalBackend: DataSourceBackend {
                     extra: ["max": .int(Int64(Self.maxInlineBytes)), "size": .int(Int64(bytes.count))])
             }
             fileName = name
-            guard FileManager.default.createFile(atPath: original.path, contents: Data(bytes), attributes: [.posixPermissions: 0o600]) else {
-                throw DataSourceError.invalidParameter("content", value: nil, reason: "the store could not save the content")
-            }
+            try Self.writeOriginal(bytes, to: original)
         }
         let fileSize = (try? FileManager.default.attributesOfItem(atPath: original.path)[.size] as? Int64) ?? 0
         let contentType: String
@@ -248,6 +246,29 @@ public final class LocalBackend: DataSourceBackend {
         }
         startProcessing(record, progress: progress)
         return record.summary
+    }
+
+    /// Writes inline content as a new original (0600, synced); a failure is a storage error.
+    static func writeOriginal(_ bytes: [UInt8], to url: URL) throws {
+        let fd = open(url.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw DataSourceError.storeWrite(errno: errno) }
+        defer { close(fd) }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, bytes.count - written) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let code = errno
+                unlink(url.path)
+                throw DataSourceError.storeWrite(errno: code)
+            }
+            written += n
+        }
+        guard fsync(fd) == 0 || errno == EINVAL else {
+            let code = errno
+            unlink(url.path)
+            throw DataSourceError.storeWrite(errno: code)
+        }
     }
 
     // MARK: Processing

@@ -69,7 +69,7 @@ public struct PathUploadPolicy: Sendable {
         if flags >= 0 { _ = fcntl(source, F_SETFL, flags & ~O_NONBLOCK) }
 
         let target = open(destination.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard target >= 0 else { throw invalid("the store could not save a copy: \(String(cString: strerror(errno)))") }
+        guard target >= 0 else { throw DataSourceError.storeWrite(errno: errno) }
         var copied = false
         defer {
             close(target)
@@ -90,13 +90,13 @@ public struct PathUploadPolicy: Sendable {
                 let n = write(target, buffer + written, count - written)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw invalid("the store could not save a copy: \(String(cString: strerror(errno)))")
+                    throw DataSourceError.storeWrite(errno: errno)
                 }
                 written += n
             }
         }
         guard fsync(target) == 0 || errno == EINVAL else {
-            throw invalid("the store could not save a copy: \(String(cString: strerror(errno)))")
+            throw DataSourceError.storeWrite(errno: errno)
         }
         copied = true
         return (path as NSString).lastPathComponent

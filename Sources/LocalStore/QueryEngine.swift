@@ -10,7 +10,7 @@ import Synchronization
 final class QueryEngine: Sendable {
     let layout: StoreLayout
     let secret: StoreSecret
-    private let connections = Mutex<[String: DatabaseQueue]>([:])
+    private let connections = Mutex<[String: any DatabaseReader]>([:])
     private let countCache = Mutex<[String: Int]>([:])
     private let knownIndexes = Mutex<Set<String>>([])
 
@@ -19,7 +19,10 @@ final class QueryEngine: Sendable {
         self.secret = secret
     }
 
-    func connection(_ id: DataSourceID) throws -> DatabaseQueue {
+    /// A source's row file through a pool in WAL mode, so that reads never wait for an index
+    /// being built beside them; read-only when the pool cannot be set up (a full disk), so
+    /// that reading still works.
+    func connection(_ id: DataSourceID) throws -> any DatabaseReader {
         if let open = connections.withLock({ $0[id.rawValue] }) { return open }
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
@@ -29,7 +32,14 @@ final class QueryEngine: Sendable {
             db.add(function: Self.endsWithFunction)
             try db.execute(sql: "PRAGMA cache_size = -32768")
         }
-        let queue = try DatabaseQueue(path: layout.table(id.rawValue).path, configuration: configuration)
+        let path = layout.table(id.rawValue).path
+        let queue: any DatabaseReader
+        do {
+            queue = try DatabasePool(path: path, configuration: configuration)
+        } catch {
+            configuration.readonly = true
+            queue = try DatabaseQueue(path: path, configuration: configuration)
+        }
         return connections.withLock { open in
             if let existing = open[id.rawValue] { return existing }
             if open.count >= 16, let victim = open.keys.first { open[victim] = nil }
@@ -89,7 +99,7 @@ final class QueryEngine: Sendable {
         }
         let queue = try connection(query.datasourceId)
         if let sortIndex {
-            try ensureIndex(queue, id: query.datasourceId, column: sortIndex, order: order)
+            if let pool = queue as? DatabasePool { ensureIndex(pool, id: query.datasourceId, column: sortIndex, order: order) }
         }
 
         // The returned columns (all, or those asked for, in that order), then the sort column
@@ -214,21 +224,37 @@ final class QueryEngine: Sendable {
         ]
     }
 
-    /// Builds, once, the index on `c <order>` that serves sorting by that column.
-    private func ensureIndex(_ queue: DatabaseQueue, id: DataSourceID, column: Int, order: SortDirection) throws {
+    /// Index policy: the first sort by a column in a direction answers at once from a scan
+    /// (SQLite's sorter keeps only the rows the page needs) and builds the index on
+    /// `c <order>` in the background, one build at a time for the whole process; pages after
+    /// it use the index. A build that fails (a full disk) is tried again by a later sort.
+    private func ensureIndex(_ pool: DatabasePool, id: DataSourceID, column: Int, order: SortDirection) {
         let name = "sort_c\(column)_\(order.rawValue)"
-        // Indexes are never dropped while the source exists, so one that was seen stays.
         let key = "\(id.rawValue)|\(name)"
-        if knownIndexes.withLock({ $0.contains(key) }) { return }
-        let exists = try queue.read { db in
-            try Bool.fetchOne(db, sql: "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", arguments: [name]) ?? false
+        let start = knownIndexes.withLock { known -> Bool in
+            guard !known.contains(key) else { return false }
+            known.insert(key)
+            return true
         }
-        if !exists {
-            try queue.write { db in
-                try db.execute(sql: "CREATE INDEX IF NOT EXISTS \(name) ON rows(c\(column) \(order == .asc ? "ASC" : "DESC"))")
+        guard start else { return }
+        Self.indexBuilds.async { [self] in
+            do {
+                try pool.write { db in
+                    try db.execute(sql: "CREATE INDEX IF NOT EXISTS \(name) ON rows(c\(column) \(order == .asc ? "ASC" : "DESC"))")
+                }
+            } catch {
+                // Not built: forget it, so that a later sort tries again.
+                knownIndexes.withLock { _ = $0.remove(key) }
             }
         }
-        knownIndexes.withLock { _ = $0.insert(key) }
+    }
+
+    /// Where indexes are built: one at a time, off every request's path.
+    private static let indexBuilds = DispatchQueue(label: "datasource-agent.index-builds", qos: .utility)
+
+    /// Waits until every index build asked for so far has finished (tests, benchmarks).
+    func waitForIndexBuilds() {
+        Self.indexBuilds.sync {}
     }
 
     static func json(_ value: DatabaseValue, type: ColumnType) -> JSONValue {

@@ -34,6 +34,18 @@ extension DataSourceError {
     }
 }
 
+extension DataSourceError {
+    /// Writing into the store failed with this errno.
+    static func storeWrite(errno code: Int32) -> DataSourceError {
+        let reason = switch code {
+        case ENOSPC, EDQUOT: "the disk is full"
+        case EROFS, EACCES, EPERM: "the store is read-only for this process"
+        default: "the store could not be written"
+        }
+        return DataSourceError(.storageError, details: ["reason": .string(reason)])
+    }
+}
+
 extension LocalBackend {
     /// SQLite calls and file copies block (a busy store for up to its 10 s timeout, a large
     /// original for as long as the copy takes); they run on these threads, never on Swift's

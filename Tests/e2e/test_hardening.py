@@ -203,6 +203,8 @@ def tiny_disk(tmp_path):
 
 def test_full_disk_gives_storage_error_not_internal(tiny_disk, tmp_path):
     source = write_big_csv(tmp_path / "rows.csv", 40_000)
+    small = tmp_path / "small.csv"
+    small.write_text(SMALL * 200)
     with Agent(tiny_disk / "store") as agent:
         agent.initialize()
         result, note = upload_and_wait(agent, path=str(source))
@@ -216,16 +218,19 @@ def test_full_disk_gives_storage_error_not_internal(tiny_disk, tmp_path):
                     f.flush()
             except OSError:
                 pass
-        error = agent.error("datasources/data", {"datasourceId": id, "sort": "label", "order": "desc"})
-        assert error["code"] == -31500 and error["data"]["code"] == "STORAGE_ERROR", error
-        assert error["data"]["details"]["reason"] == "the disk is full"
-        assert "CREATE" not in json.dumps(error)
+        # Reading still works: a sort no index can be built for is answered from a scan.
+        page = agent.call("datasources/data", {"datasourceId": id, "sort": "label", "order": "desc", "limit": 1})
+        assert page["data"][0]["label"] == "label 9999"
+        # Writing fails with the Claro storage error, never -32603 or SQL.
+        for params in [{"fileName": "x.csv", "content": SMALL * 2000}, {"path": str(small)}]:
+            error = agent.error("datasources/upload", params)
+            assert error["code"] == -31500 and error["data"]["code"] == "STORAGE_ERROR", error
+            assert error["data"]["details"]["reason"] == "the disk is full"
         reply = agent.response(agent.request("datasources/delete", {"datasourceId": id}))
         if "error" in reply:
             assert reply["error"]["data"]["code"] == "STORAGE_ERROR", reply
+            assert "DELETE" not in json.dumps(reply)
         filler.unlink()
-        page = agent.call("datasources/data", {"datasourceId": id, "sort": "label", "order": "desc", "limit": 1})
-        assert page["data"][0]["label"] == "label 9999" or "error" not in reply
         alive(agent)
 
 

@@ -330,3 +330,28 @@ def test_columns_selects_and_orders_the_returned_columns(agent, catalogue):
 def test_columns_errors(agent, catalogue, columns, reason):
     details = invalid(agent, {"datasourceId": catalogue, "columns": columns})
     assert details["parameter"] == "columns" and reason in details["reason"]
+
+
+def test_cold_sort_answers_from_a_scan_and_matches_the_indexed_answer(agent, store, tmp_path):
+    import sqlite3
+    import time
+    from conftest import write_big_csv
+
+    path = write_big_csv(tmp_path / "big.csv", 200_000)
+    result, note = upload_and_wait(agent, path=str(path))
+    id = result["datasourceId"]
+    params = {"datasourceId": id, "sort": "label", "order": "desc", "filter": "flag = true", "limit": 20}
+    cold = agent.call("datasources/data", params)
+    cold_next = agent.call("datasources/data", {**params, "cursor": cold["pagination"]["nextCursor"]})
+
+    def indexed():
+        with sqlite3.connect(f"file:{store / 'tables' / (id + '.sqlite')}?mode=ro", uri=True) as db:
+            return db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'sort_c2_desc'").fetchone()[0] == 1
+
+    deadline = time.monotonic() + 60
+    while not indexed():
+        assert time.monotonic() < deadline, "the index was never built"
+        time.sleep(0.1)
+    warm = agent.call("datasources/data", params)
+    assert warm["data"] == cold["data"] and warm["pagination"] == cold["pagination"]
+    assert agent.call("datasources/data", {**params, "cursor": warm["pagination"]["nextCursor"]})["data"] == cold_next["data"]
