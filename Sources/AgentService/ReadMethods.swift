@@ -84,8 +84,9 @@ struct DataMethod: DataSourceMethod {
         .init("datasourceId", Schema.uuid, required: true, "The data source's id."),
         .init("page", Schema.page, "Page number, from 1 (ignored with cursor)."),
         .init("limit", Schema.integer(min: 1, max: DataQuery.maxLimit, default: DataQuery.defaultLimit), "Rows per page."),
-        .init("sort", Schema.string, "Column to sort by; default: original order."),
-        .init("order", Schema.enumeration(SortDirection.self, default: .asc), "Sort direction."),
+        .init("sort", Schema.string, "Column to sort by, or several separated by commas (\"category,price\"); default: original order."),
+        .init("order", ["type": "string", "pattern": "^\\s*([aA][sS][cC]|[dD][eE][sS][cC])\\s*(,\\s*([aA][sS][cC]|[dD][eE][sS][cC])\\s*)*$", "default": "asc"],
+              "asc or desc for every sort column, or one per column (\"asc,desc\")."),
         .init("filter", ["type": "string", "maxLength": .int(Int64(FilterParser.maxLength))],
               "Filter expression, e.g. price > 100 AND (category = 'Toys' OR name CONTAINS 'widget')."),
         .init("cursor", Schema.string, "pagination.nextCursor of the previous page (keyset paging)."),
@@ -117,14 +118,37 @@ struct DataMethod: DataSourceMethod {
 
     static func query(_ params: Params) throws -> DataQuery {
         let id = try Validate.datasourceId(params.datasourceId)
-        var direction = SortDirection.asc
+        let columns = (params.sort ?? "").split(separator: ",", omittingEmptySubsequences: false)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+        let sortColumns = columns == [""] ? [] : columns
+        if sortColumns.contains("") {
+            throw DataSourceError.invalidParameter("sort", value: params.sort.map { .string($0) }, reason: "has an empty column name")
+        }
+        guard sortColumns.count <= DataQuery.maxSortColumns else {
+            throw DataSourceError.invalidParameter(
+                "sort", value: params.sort.map { .string($0) }, reason: "names more than \(DataQuery.maxSortColumns) columns",
+                extra: ["max": .int(Int64(DataQuery.maxSortColumns))])
+        }
+        guard Set(sortColumns).count == sortColumns.count else {
+            throw DataSourceError.invalidParameter("sort", value: params.sort.map { .string($0) }, reason: "names a column twice")
+        }
+        var directions: [SortDirection] = []
         if let order = params.order {
-            guard let parsed = SortDirection(rawValue: order.lowercased()) else {
-                throw DataSourceError.invalidParameter(
-                    "order", value: .string(order), reason: "must be asc or desc",
-                    extra: ["allowed": .array(SortDirection.allCases.map { .string($0.rawValue) })])
+            for word in order.split(separator: ",", omittingEmptySubsequences: false) {
+                guard let parsed = SortDirection(rawValue: word.trimmingCharacters(in: .whitespaces).lowercased()) else {
+                    throw DataSourceError.invalidParameter(
+                        "order", value: .string(order), reason: "must be asc or desc, or one of them per sort column",
+                        extra: ["allowed": .array(SortDirection.allCases.map { .string($0.rawValue) })])
+                }
+                directions.append(parsed)
             }
-            direction = parsed
+            guard directions.count == 1 || directions.count == sortColumns.count else {
+                throw DataSourceError.invalidParameter(
+                    "order", value: .string(order), reason: "give one direction for all sort columns or one per column (\(sortColumns.count))")
+            }
+        }
+        let keys = sortColumns.enumerated().map { index, column in
+            DataQuery.SortKey(column: column, direction: directions.count > 1 ? directions[index] : (directions.first ?? .asc))
         }
         if let filter = params.filter, filter.count > FilterParser.maxLength {
             throw DataSourceError.invalidParameter(
@@ -133,8 +157,8 @@ struct DataMethod: DataSourceMethod {
         return DataQuery(
             datasourceId: id, page: try Validate.page(params.page),
             limit: try Validate.limit(params.limit, default: DataQuery.defaultLimit, max: DataQuery.maxLimit),
-            sort: params.sort?.isEmpty == true ? nil : params.sort, order: direction, filter: params.filter,
-            cursor: params.cursor?.isEmpty == true ? nil : params.cursor, columns: params.columns)
+            sort: keys.first?.column, order: keys.first?.direction ?? .asc, filter: params.filter,
+            cursor: params.cursor?.isEmpty == true ? nil : params.cursor, columns: params.columns, sortKeys: keys)
     }
 }
 

@@ -283,11 +283,32 @@ public struct DataQuery: Sendable {
     public static let defaultLimit = 50
     public static let maxLimit = 1000
 
+    /// Most columns one sort may name.
+    public static let maxSortColumns = 8
+
     public var datasourceId: DataSourceID
     public var page: Int
     public var limit: Int
     public var sort: String?
     public var order: SortDirection
+    /// Several sort columns (`sort: "category,price"`), each with its direction; when set it
+    /// wins over `sort` and `order`.
+    public var sortKeys: [SortKey]
+
+    public struct SortKey: Sendable, Equatable {
+        public var column: String
+        public var direction: SortDirection
+        public init(column: String, direction: SortDirection) {
+            self.column = column
+            self.direction = direction
+        }
+    }
+
+    /// The sort as keys: `sortKeys`, else `sort` with `order`, else none (original order).
+    public var keys: [SortKey] {
+        if !sortKeys.isEmpty { return sortKeys }
+        return sort.map { [SortKey(column: $0, direction: order)] } ?? []
+    }
     public var filter: String?
     public var cursor: String?
     /// The columns to return, in this order; nil for all.
@@ -295,9 +316,11 @@ public struct DataQuery: Sendable {
 
     public init(
         datasourceId: DataSourceID, page: Int = 1, limit: Int = defaultLimit, sort: String? = nil,
-        order: SortDirection = .asc, filter: String? = nil, cursor: String? = nil, columns: [String]? = nil
+        order: SortDirection = .asc, filter: String? = nil, cursor: String? = nil, columns: [String]? = nil,
+        sortKeys: [SortKey] = []
     ) {
         self.columns = columns
+        self.sortKeys = sortKeys
         self.datasourceId = datasourceId
         self.page = page
         self.limit = limit

@@ -74,14 +74,15 @@ final class QueryEngine: Sendable {
 
     func page(_ query: DataQuery, columns: [DataColumn], rowCount: Int) throws -> DataPage {
         let names = columns.map(\.name)
-        var sortIndex: Int?
-        if let sort = query.sort {
-            guard let index = names.firstIndex(of: sort) else {
+        let sortKeys = try query.keys.map { key -> (index: Int, direction: SortDirection) in
+            guard let index = names.firstIndex(of: key.column) else {
                 throw DataSourceError.invalidParameter(
-                    "sort", value: .string(sort), reason: "no such column", extra: ["allowed": .array(names.map { .string($0) })])
+                    "sort", value: .string(key.column), reason: "no such column", extra: ["allowed": .array(names.map { .string($0) })])
             }
-            sortIndex = index
+            return (index, key.direction)
         }
+        // One sort column is served by an index per direction; several by a scan and a sorter.
+        let sortIndex = sortKeys.count == 1 ? sortKeys[0].index : nil
         var whereSQL = ""
         var arguments: [DatabaseValue] = []
         let filterText = query.filter?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
@@ -89,8 +90,11 @@ final class QueryEngine: Sendable {
             let expression = try FilterParser.parseParameter(filterText, columns: columns)
             whereSQL = FilterSQL.compile(expression, columns: columns, arguments: &arguments)
         }
-        let order = query.order
-        let cursorScope = "\(query.datasourceId.rawValue)|\(query.sort ?? "")|\(order.rawValue)|\(filterText)"
+        let order = sortKeys.first?.direction ?? .asc
+        let sortScope = sortKeys.map { "c\($0.index) \($0.direction.rawValue)" }.joined(separator: ",")
+        let cursorScope = sortKeys.count <= 1
+            ? "\(query.datasourceId.rawValue)|\(sortKeys.first.map { names[$0.index] } ?? "")|\(order.rawValue)|\(filterText)"
+            : "\(query.datasourceId.rawValue)|\(sortScope)|\(filterText)"
         var page = query.page
         var cursor: Cursor?
         if let cursorText = query.cursor {
@@ -120,16 +124,18 @@ final class QueryEngine: Sendable {
                 throw DataSourceError.invalidParameter("columns", value: nil, reason: "names a column twice")
             }
         }
-        let fetchedColumns = returned + (sortIndex.map { returned.contains($0) ? [] : [$0] } ?? [])
-        let sortPosition = sortIndex.flatMap { fetchedColumns.firstIndex(of: $0) }
+        let fetchedColumns = returned + sortKeys.map(\.index).filter { !returned.contains($0) }
+        let sortPositions = sortKeys.map { key in fetchedColumns.firstIndex(of: key.index)! }
         let selectList = (["rowid"] + fetchedColumns.map { "c\($0)" }).joined(separator: ", ")
         let want = query.limit + 1
         let offset = Pagination.offset(page: page, limit: query.limit)
-        let segments = Self.segments(sortColumn: sortIndex, order: order, cursor: cursor)
+        let segments = sortKeys.count > 1
+            ? [Self.multiColumnSegment(sortKeys, cursor: cursor)]
+            : Self.segments(sortColumn: sortIndex, order: order, cursor: cursor)
 
-        let (rows, lastKey, hasMore, total): ([[JSONValue]], (DatabaseValue, Int64)?, Bool, Int) = try queue.read { db in
+        let (rows, lastKey, hasMore, total): ([[JSONValue]], ([DatabaseValue], Int64)?, Bool, Int) = try queue.read { db in
             var rows: [[JSONValue]] = []
-            var lastKey: (DatabaseValue, Int64)?
+            var lastKey: ([DatabaseValue], Int64)?
             var hasMore = false
             var remainingOffset = cursor == nil ? offset : 0
             // Each segment is one index range in key order; together they are the whole order.
@@ -152,8 +158,7 @@ final class QueryEngine: Sendable {
                         values.append(Self.json(row[position + 1] as DatabaseValue, type: columns[index].type))
                     }
                     rows.append(values)
-                    let sortValue: DatabaseValue = sortPosition.map { row[$0 + 1] as DatabaseValue } ?? .null
-                    lastKey = (sortValue, row[0] as Int64)
+                    lastKey = (sortPositions.map { row[$0 + 1] as DatabaseValue }, row[0] as Int64)
                 }
                 if remainingOffset > 0 && index + 1 < segments.count {
                     if fetchedCount > 0 {
@@ -182,7 +187,7 @@ final class QueryEngine: Sendable {
         }
         var nextCursor: String?
         if hasMore, let lastKey {
-            nextCursor = Cursor(page: min(page, Pagination.maxPage - 1) + 1, sortValue: lastKey.0, rowid: lastKey.1).encode(scope: cursorScope, secret: secret)
+            nextCursor = Cursor(page: min(page, Pagination.maxPage - 1) + 1, sortValues: lastKey.0, rowid: lastKey.1).encode(scope: cursorScope, secret: secret)
         }
         return DataPage(
             columns: returned.map { DataColumn(name: columns[$0].name, type: columns[$0].type) }, rows: rows,
@@ -214,14 +219,43 @@ final class QueryEngine: Sendable {
             ]
         }
         let rowid = cursor.rowid.databaseValue
-        if cursor.sortValue.isNull {
+        let value = cursor.sortValues.first ?? .null
+        if value.isNull {
             return [Segment(condition: "\(nulls) AND rowid > ?", arguments: [rowid], orderBy: "ORDER BY rowid")]
         }
         return [
-            Segment(condition: "\(c) = ? AND rowid > ?", arguments: [cursor.sortValue, rowid], orderBy: "ORDER BY rowid"),
-            Segment(condition: "\(c) \(order == .asc ? ">" : "<") ?", arguments: [cursor.sortValue], orderBy: byValue),
+            Segment(condition: "\(c) = ? AND rowid > ?", arguments: [value, rowid], orderBy: "ORDER BY rowid"),
+            Segment(condition: "\(c) \(order == .asc ? ">" : "<") ?", arguments: [value], orderBy: byValue),
             Segment(condition: nulls, arguments: [], orderBy: "ORDER BY rowid"),
         ]
+    }
+
+    /// Several sort columns: one range in the order `(c1 IS NULL), c1 dir1, (c2 IS NULL), …,
+    /// rowid`; after a cursor, the rows beyond its key in that order (nulls last per column).
+    static func multiColumnSegment(_ keys: [(index: Int, direction: SortDirection)], cursor: Cursor?) -> Segment {
+        let orderBy = "ORDER BY " + (keys.map { "(c\($0.index) IS NULL), c\($0.index) \($0.direction == .asc ? "ASC" : "DESC")" } + ["rowid ASC"])
+            .joined(separator: ", ")
+        guard let cursor, cursor.sortValues.count == keys.count else {
+            return Segment(condition: "1", arguments: [], orderBy: orderBy)
+        }
+        var arguments: [DatabaseValue] = []
+        // beyond(i): the row comes after the cursor's key, given keys before i are equal.
+        func beyond(_ i: Int) -> String {
+            guard i < keys.count else {
+                arguments.append(cursor.rowid.databaseValue)
+                return "rowid > ?"
+            }
+            let c = "c\(keys[i].index)"
+            let value = cursor.sortValues[i]
+            if value.isNull { return "(\(c) IS NULL AND \(beyond(i + 1)))" }
+            arguments.append(value)
+            let after = "\(c) \(keys[i].direction == .asc ? ">" : "<") ?"
+            arguments.append(value)
+            let tie = "\(c) = ?"
+            return "(\(c) IS NULL OR \(after) OR (\(tie) AND \(beyond(i + 1))))"
+        }
+        let condition = beyond(0)
+        return Segment(condition: condition, arguments: arguments, orderBy: orderBy)
     }
 
     /// Index policy: the first sort by a column in a direction answers at once from a scan
@@ -274,18 +308,35 @@ final class QueryEngine: Sendable {
 /// the store secret and bound to the source, sort, order and filter it was made for.
 struct Cursor {
     var page: Int
-    var sortValue: DatabaseValue
+    /// The last row's value of each sort column (none without a sort).
+    var sortValues: [DatabaseValue]
     var rowid: Int64
 
-    func encode(scope: String, secret: StoreSecret) -> String {
-        var payload: JSONObject = ["p": .int(Int64(page)), "r": .int(rowid)]
-        switch sortValue.storage {
-        case .null: payload["v"] = .null
-        case .int64(let i): payload["v"] = .int(i)
-        case .double(let d): payload["v"] = .double(d); payload["d"] = true
-        case .string(let s): payload["v"] = .string(s)
-        case .blob: payload["v"] = .null
+    static func json(_ value: DatabaseValue) -> JSONValue {
+        switch value.storage {
+        case .null, .blob: return .null
+        case .int64(let i): return .int(i)
+        case .double(let d): return ["d": .double(d)]
+        case .string(let s): return .string(s)
         }
+    }
+
+    static func value(_ json: JSONValue) -> DatabaseValue {
+        switch json {
+        case .int(let i): return i.databaseValue
+        case .double(let d): return d.databaseValue
+        case .string(let s): return s.databaseValue
+        case .object(let o):
+            // A double kept as one even when it is integral (the JSON writer drops ".0").
+            if case .double(let d)? = o["d"] { return d.databaseValue }
+            if case .int(let i)? = o["d"] { return Double(i).databaseValue }
+            return .null
+        default: return .null
+        }
+    }
+
+    func encode(scope: String, secret: StoreSecret) -> String {
+        let payload: JSONObject = ["p": .int(Int64(page)), "r": .int(rowid), "v": .array(sortValues.map(Self.json))]
         let body = Data(JSONValue.object(payload).serialized()).base64URLEncoded
         return body + "." + secret.sign(scope + "|" + body)
     }
@@ -297,17 +348,11 @@ struct Cursor {
         guard parts.count == 2, secret.verify(scope + "|" + parts[0], signature: String(parts[1])),
             let data = Data(base64URLEncoded: String(parts[0])),
             let payload = try? JSONParser.parse(Array(data)),
-            case .int(let page)? = payload["p"], case .int(let rowid)? = payload["r"]
+            case .int(let page)? = payload["p"], case .int(let rowid)? = payload["r"],
+            case .array(let values)? = payload["v"]
         else { throw invalid }
-        let value: DatabaseValue
-        switch payload["v"] {
-        case .int(let i)?: value = payload["d"] == .bool(true) ? Double(i).databaseValue : i.databaseValue
-        case .double(let d)?: value = d.databaseValue
-        case .string(let s)?: value = s.databaseValue
-        default: value = .null
-        }
         guard (1...Int64(Pagination.maxPage)).contains(page) else { throw invalid }
-        return Cursor(page: Int(page), sortValue: value, rowid: rowid)
+        return Cursor(page: Int(page), sortValues: values.map(Self.value), rowid: rowid)
     }
 }
 

@@ -355,3 +355,67 @@ def test_cold_sort_answers_from_a_scan_and_matches_the_indexed_answer(agent, sto
     warm = agent.call("datasources/data", params)
     assert warm["data"] == cold["data"] and warm["pagination"] == cold["pagination"]
     assert agent.call("datasources/data", {**params, "cursor": warm["pagination"]["nextCursor"]})["data"] == cold_next["data"]
+
+
+def expected_order(rows, keys):
+    """Nulls last for each column in both directions, ties in original order (by id)."""
+    import functools
+
+    def compare(a, b):
+        for column, direction in keys:
+            x, y = a[column], b[column]
+            if x is None and y is None:
+                continue
+            if x is None or y is None:
+                return 1 if x is None else -1
+            if x != y:
+                return (-1 if x < y else 1) * (1 if direction == "asc" else -1)
+        return -1 if a["id"] < b["id"] else (1 if a["id"] > b["id"] else 0)
+
+    return sorted(rows, key=functools.cmp_to_key(compare))
+
+
+@pytest.mark.parametrize("sort, order", [
+    ("category,price", "asc"),
+    ("category,price", "asc,desc"),
+    ("in_stock, released ,price", "desc,asc,desc"),
+    ("discount,category", "DESC, ASC"),
+])
+def test_several_sort_columns_by_page_and_by_cursor(agent, tmp_path, sort, order):
+    import random
+    rnd = random.Random(7)
+    lines = ["id,category,price,in_stock,released,discount"]
+    for i in range(1, 301):
+        lines.append(",".join([
+            str(i), rnd.choice(["Toys", "Books", "Garden", ""]), rnd.choice(["", str(rnd.randint(1, 20))]),
+            rnd.choice(["true", "false", ""]), rnd.choice(["", f"2024-0{rnd.randint(1, 9)}-1{rnd.randint(0, 9)}"]),
+            rnd.choice(["", "5", "10"]),
+        ]))
+    result, note = upload_and_wait(agent, fileName="multi.csv", content="\n".join(lines) + "\n")
+    id = result["datasourceId"]
+    everything = all_rows(agent, id)
+    columns = [c.strip() for c in sort.split(",")]
+    directions = [d.strip().lower() for d in order.split(",")]
+    keys = list(zip(columns, directions if len(directions) > 1 else directions * len(columns)))
+    want = [r["id"] for r in expected_order(everything, keys)]
+    by_cursor = [r["id"] for r in all_rows(agent, id, sort=sort, order=order, limit=17)]
+    assert by_cursor == want
+    by_page = []
+    for page in range(1, 100):
+        data = query(agent, id, sort=sort, order=order, limit=23, page=page)["data"]
+        if not data:
+            break
+        by_page += [r["id"] for r in data]
+    assert by_page == want
+
+
+@pytest.mark.parametrize("params, parameter, reason", [
+    ({"sort": "price,nope"}, "sort", "no such column"),
+    ({"sort": "price,price"}, "sort", "twice"),
+    ({"sort": "price,"}, "sort", "empty"),
+    ({"sort": "price,sku", "order": "asc,desc,asc"}, "order", "one per column"),
+    ({"sort": "price", "order": "asc,up"}, "order", "asc or desc"),
+])
+def test_several_sort_columns_errors(agent, catalogue, params, parameter, reason):
+    details = invalid(agent, {"datasourceId": catalogue, **params})
+    assert details["parameter"] == parameter and reason in details["reason"], details
