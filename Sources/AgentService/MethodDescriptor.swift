@@ -61,7 +61,7 @@ enum DataSourceMethods {
     /// Every method of the data-source API, in the order documents list them.
     static let all: [any DataSourceMethod.Type] = [
         ListMethod.self, GetMethod.self, DataMethod.self, DeleteMethod.self, DownloadMethod.self, UploadMethod.self,
-        QueryMethod.self,
+        QueryMethod.self, ExportMethod.self,
     ]
 
     static func register(in table: inout MethodTable, service: AgentService) {

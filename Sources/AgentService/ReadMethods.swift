@@ -272,3 +272,51 @@ struct QueryMethod: DataSourceMethod {
             timeoutMs: try Validate.bounded("timeoutMs", params.timeoutMs, default: SQLQuery.defaultTimeoutMs, max: SQLQuery.maxTimeoutMs))
     }
 }
+
+struct ExportMethod: DataSourceMethod {
+    struct Params: Decodable, Sendable {
+        var datasourceId: String
+        var format: String
+        var filter: String?
+        var sort: String?
+        var order: String?
+        var columns: [String]?
+        var expiresIn: Int?
+    }
+
+    static let name = "datasources/export"
+    static let access = MethodAccess.read
+    static let tool: ToolDescription? = ToolDescription(
+        name: "export_datasource", title: "Export cleaned rows",
+        guidance: "Returns a signed URL, valid for expiresIn seconds, that streams the cleaned, typed rows (every page of the same filter, sort and columns as query_datasource) as CSV or JSON Lines.")
+    static let summary = "A signed, expiring link that streams the cleaned rows `data` would return (every page) as CSV (RFC 4180) or JSON Lines."
+    static let params: [MethodDescription.Param] = [
+        .init("datasourceId", Schema.uuid, required: true, "The data source's id."),
+        .init("format", Schema.enumeration(ExportFormat.self), required: true, "csv or jsonl."),
+        .init("filter", ["type": "string", "maxLength": .int(Int64(FilterParser.maxLength))], "Filter expression, as for datasources/data."),
+        .init("sort", Schema.string, "Column(s) to sort by, as for datasources/data."),
+        .init("order", Schema.string, "asc or desc, for all sort columns or one per column."),
+        .init("columns", ["type": "array", "items": Schema.string, "minItems": 1, "uniqueItems": true], "Only these columns, in this order."),
+        .init("expiresIn", Schema.integer(min: 1, max: DownloadMethod.maxExpiry, default: DownloadMethod.defaultExpiry), "Seconds until the link expires."),
+    ]
+    static let result = Schema.object([
+        "downloadUrl": ["type": "string", "format": "uri"], "fileName": Schema.string, "expiresAt": Schema.timestamp,
+        "fileSize": Schema.integer(min: 0),
+    ], required: ["downloadUrl", "fileName", "expiresAt"])
+    static let errors: [DataSourceError.Code] = [
+        .datasourceNotFound, .processingInProgress, .processingFailed, .invalidParameters, .unauthorized, .storageError,
+    ]
+
+    static func call(_ params: Params, backend: any DataSourceBackend, context: MethodCallContext) async throws -> RawJSON {
+        guard let format = ExportFormat(rawValue: params.format.lowercased()) else {
+            throw DataSourceError.invalidParameter(
+                "format", value: .string(params.format), reason: "must be csv or jsonl",
+                extra: ["allowed": .array(ExportFormat.allCases.map { .string($0.rawValue) })])
+        }
+        let query = try DataMethod.query(DataMethod.Params(
+            datasourceId: params.datasourceId, page: nil, limit: nil, sort: params.sort, order: params.order,
+            filter: params.filter, cursor: nil, columns: params.columns))
+        let expiry = try Validate.bounded("expiresIn", params.expiresIn, default: DownloadMethod.defaultExpiry, max: DownloadMethod.maxExpiry)
+        return RawJSON(try await backend.exportLink(query, format: format, expiresIn: expiry).json)
+    }
+}

@@ -53,6 +53,8 @@ public protocol DataSourceBackend: Sendable {
     func data(_ query: DataQuery) async throws -> DataPage
     func delete(_ id: DataSourceID) async throws -> DeleteReceipt
     func downloadLink(for id: DataSourceID, expiresIn seconds: Int) async throws -> DownloadLink
+    /// A signed link that streams the cleaned rows `data` would return (every page).
+    func exportLink(_ query: DataQuery, format: ExportFormat, expiresIn seconds: Int) async throws -> DownloadLink
     /// Runs one read-only SQL statement over completed data sources.
     func query(_ request: SQLQuery) async throws -> SQLQueryResult
     /// Accepts a file and returns at once with `processing`; the outcome arrives as a status change.
@@ -100,6 +102,13 @@ public enum DownloadLinkShape {
 
     public static func path(for id: DataSourceID) -> String { pathPrefix + id.rawValue }
 
+    /// Exports: `{origin}/exports/{id}?q={the query, signed too}&expires=…&signature=…`.
+    public static let exportPathPrefix = "/exports/"
+    public static let exportRoutePattern = "/exports/:id"
+    public static let queryParameter = "q"
+
+    public static func exportPath(for id: DataSourceID) -> String { exportPathPrefix + id.rawValue }
+
     /// The data source a link's path names, if it names one.
     public static func datasourceId(inPath path: String) -> String? {
         guard path.hasPrefix(pathPrefix) else { return nil }
@@ -110,6 +119,26 @@ public enum DownloadLinkShape {
 /// Decides whether a signed download request may be served, and what it serves.
 public protocol DownloadAuthority: Sendable {
     func authorize(method: String, path: String, expires: String?, signature: String?) -> DownloadAuthorization
+    func authorizeExport(path: String, query: String?, expires: String?, signature: String?) async -> ExportAuthorization
+}
+
+/// Rows being exported: written chunk by chunk as they are read.
+public struct ExportStream: Sendable {
+    public var fileName: String
+    public var contentType: String
+    public var chunks: AsyncThrowingStream<[UInt8], any Error>
+
+    public init(fileName: String, contentType: String, chunks: AsyncThrowingStream<[UInt8], any Error>) {
+        self.fileName = fileName
+        self.contentType = contentType
+        self.chunks = chunks
+    }
+}
+
+public enum ExportAuthorization: Sendable {
+    case granted(ExportStream)
+    case forbidden(reason: String)
+    case notFound(datasourceId: String)
 }
 
 /// The HTTP listener that serves download links; started on first use.

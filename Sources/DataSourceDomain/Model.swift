@@ -279,6 +279,21 @@ public struct ListPage: Sendable, Equatable {
 
 public enum SortDirection: String, Sendable, Codable, CaseIterable { case asc, desc }
 
+/// The forms `datasources/export` writes cleaned rows in.
+public enum ExportFormat: String, Sendable, Codable, CaseIterable {
+    /// RFC 4180: a header row, CRLF line ends, fields quoted when they need it.
+    case csv
+    /// One JSON object per line, as `data` returns rows.
+    case jsonl
+
+    public var contentType: String {
+        switch self {
+        case .csv: "text/csv; charset=utf-8"
+        case .jsonl: "application/x-ndjson"
+        }
+    }
+}
+
 public struct DataQuery: Sendable {
     public static let defaultLimit = 50
     public static let maxLimit = 1000
@@ -394,9 +409,10 @@ public struct DownloadLink: Sendable, Equatable {
     public var downloadUrl: String
     public var fileName: String
     public var expiresAt: Timestamp
-    public var fileSize: Int64
+    /// Unknown for an export, whose rows are written as they are read.
+    public var fileSize: Int64?
 
-    public init(downloadUrl: String, fileName: String, expiresAt: Timestamp, fileSize: Int64) {
+    public init(downloadUrl: String, fileName: String, expiresAt: Timestamp, fileSize: Int64?) {
         self.downloadUrl = downloadUrl
         self.fileName = fileName
         self.expiresAt = expiresAt
@@ -404,10 +420,11 @@ public struct DownloadLink: Sendable, Equatable {
     }
 
     public var json: JSONValue {
-        [
-            "downloadUrl": .string(downloadUrl), "fileName": .string(fileName),
-            "expiresAt": .string(expiresAt.iso8601), "fileSize": .int(fileSize),
+        var object: JSONObject = [
+            "downloadUrl": .string(downloadUrl), "fileName": .string(fileName), "expiresAt": .string(expiresAt.iso8601),
         ]
+        if let fileSize { object["fileSize"] = .int(fileSize) }
+        return .object(object)
     }
 }
 

@@ -71,6 +71,9 @@ public final class DownloadServer: DownloadOrigin, Service {
         router.head(RouterPath(DownloadLinkShape.routePattern)) { request, context in
             try await Self.serve(request, context: context, authority: authority, headOnly: true)
         }
+        router.get(RouterPath(DownloadLinkShape.exportRoutePattern)) { request, _ in
+            try await Self.serveExport(request, authority: authority)
+        }
         let app = Application(
             router: router,
             configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: nil),
@@ -118,6 +121,28 @@ public final class DownloadServer: DownloadOrigin, Service {
             return json(DataSourceError.notFound(id))
         case .granted(let file):
             return try await send(file, request: request, context: context, headOnly: headOnly)
+        }
+    }
+
+    /// An export's rows, streamed as they are read (no Content-Length: chunked).
+    static func serveExport(_ request: Request, authority: any DownloadAuthority) async throws -> Response {
+        let query = request.uri.queryParameters
+        let decision = await authority.authorizeExport(
+            path: request.uri.path, query: query.get(DownloadLinkShape.queryParameter),
+            expires: query.get(DownloadLinkShape.expiresParameter), signature: query.get(DownloadLinkShape.signatureParameter))
+        switch decision {
+        case .forbidden(let reason):
+            return json(DataSourceError(.accessDenied, details: ["reason": .string(reason)]))
+        case .notFound(let id):
+            return json(DataSourceError.notFound(id))
+        case .granted(let stream):
+            let headers: HTTPFields = [
+                .contentType: stream.contentType,
+                .contentDisposition: contentDisposition(stream.fileName),
+                .cacheControl: "private, no-store",
+            ]
+            let body = ResponseBody(asyncSequence: stream.chunks.map { ByteBuffer(bytes: $0) })
+            return Response(status: .ok, headers: headers, body: body)
         }
     }
 

@@ -7,10 +7,15 @@ struct DownloadSigner: Sendable {
     let secret: StoreSecret
 
     func url(origin: String, id: DataSourceID, expiresAt: Timestamp) -> String {
-        let path = DownloadLinkShape.path(for: id)
+        url(origin: origin, path: DownloadLinkShape.path(for: id), query: nil, expiresAt: expiresAt)
+    }
+
+    /// A link to `path`; `query` (URL-safe text, an export's query) is signed with it.
+    func url(origin: String, path: String, query: String?, expiresAt: Timestamp) -> String {
         let expires = expiresAt.secondsSince1970
-        let signature = secret.sign(Self.message(method: "GET", path: path, expires: expires))
-        return "\(origin)\(path)?\(DownloadLinkShape.expiresParameter)=\(expires)&\(DownloadLinkShape.signatureParameter)=\(signature)"
+        let signature = secret.sign(Self.message(method: "GET", path: path, expires: expires, query: query))
+        let q = query.map { "\(DownloadLinkShape.queryParameter)=\($0)&" } ?? ""
+        return "\(origin)\(path)?\(q)\(DownloadLinkShape.expiresParameter)=\(expires)&\(DownloadLinkShape.signatureParameter)=\(signature)"
     }
 
     enum Verdict: Equatable {
@@ -19,18 +24,18 @@ struct DownloadSigner: Sendable {
     }
 
     /// Signature first (constant-time), then expiry.
-    func verify(method: String, path: String, expires: String?, signature: String?, now: Timestamp = .now()) -> Verdict {
+    func verify(method: String, path: String, query: String? = nil, expires: String?, signature: String?, now: Timestamp = .now()) -> Verdict {
         guard let expires, let expiry = Int64(expires), let signature else {
             return .invalid(reason: "the link is missing its signature or expiry")
         }
-        guard secret.verify(Self.message(method: method, path: path, expires: expiry), signature: signature) else {
+        guard secret.verify(Self.message(method: method, path: path, expires: expiry, query: query), signature: signature) else {
             return .invalid(reason: "the link's signature is invalid")
         }
         guard now.secondsSince1970 <= expiry else { return .invalid(reason: "the link has expired") }
         return .valid
     }
 
-    private static func message(method: String, path: String, expires: Int64) -> String {
-        "\(method)\n\(path)\n\(expires)"
+    private static func message(method: String, path: String, expires: Int64, query: String?) -> String {
+        query.map { "\(method)\n\(path)\n\(expires)\n\($0)" } ?? "\(method)\n\(path)\n\(expires)"
     }
 }

@@ -199,6 +199,8 @@ public final class LocalBackend: DataSourceBackend {
             fileName: record.fileName, expiresAt: expiresAt, fileSize: record.fileSize)
     }
 
+    var downloadServerForLinks: (any DownloadOrigin)? { downloadServer.withLock { $0 } }
+
     /// Connects the listener that serves download links (wired by the executable).
     public func attachDownloadServer(_ server: any DownloadOrigin) {
         downloadServer.withLock { $0 = server }

@@ -16,6 +16,9 @@ struct EmptyBackend: DataSourceBackend {
     func data(_ query: DataQuery) async throws -> DataPage { throw DataSourceError.notFound(query.datasourceId.rawValue) }
     func delete(_ id: DataSourceID) async throws -> DeleteReceipt { throw DataSourceError.notFound(id.rawValue) }
     func downloadLink(for id: DataSourceID, expiresIn seconds: Int) async throws -> DownloadLink { throw DataSourceError.notFound(id.rawValue) }
+    func exportLink(_ query: DataQuery, format: ExportFormat, expiresIn seconds: Int) async throws -> DownloadLink {
+        throw DataSourceError.notFound(query.datasourceId.rawValue)
+    }
     func query(_ request: SQLQuery) async throws -> SQLQueryResult {
         throw SQLQuery.invalid("this backend stores nothing")
     }
@@ -116,7 +119,7 @@ final class LocalConnection: Sendable {
     }
 }
 
-/// list, get, data, delete, download, upload, query: each appears once on every face.
+/// list, get, data, delete, download, upload, query, export: each appears once on every face.
 enum DataSourceMethodCount {
-    static let expected = 7
+    static let expected = 8
 }

@@ -36,7 +36,7 @@ def test_sdk_tools_resources_subscription(store, mode, tmp_path):
         async with Client(server(store), mode=mode, message_handler=on_message) as client:
             tools = {tool.name: tool for tool in (await client.list_tools()).tools}
             assert set(tools) == {"list_datasources", "get_datasource", "query_datasource", "delete_datasource",
-                                  "create_download_url", "upload_datasource", "sql_query"}
+                                  "create_download_url", "upload_datasource", "sql_query", "export_datasource"}
             assert "CONTAINS" in tools["query_datasource"].description
             assert tools["query_datasource"].input_schema["required"] == ["datasourceId"]
             assert tools["get_datasource"].output_schema["type"] == "object"
