@@ -158,3 +158,30 @@ def test_shell_client(store, tmp_path, with_jq):
     assert out.returncode == 1 and error["code"] == "PROCESSING_FAILED" and error["error"] == "Data source processing failed"
     out = run(["delete", id])
     assert out.returncode == 0 and json.loads(out.stdout)["message"] == "Data source deleted successfully"
+
+
+def test_python_client_query_and_export(tmp_path):
+    import csv
+    import io
+    import urllib.request
+
+    from agentproc import agent_binary
+    from datasource_agent import Client, InvalidParameters
+
+    path = tmp_path / "p.csv"
+    path.write_text("sku,category,price\nA1,Toys,10\nA2,Toys,20\nA3,Books,5\n")
+    with Client(agent_binary(), store=tmp_path / "store") as client:
+        source = client.upload(str(path), wait=True)
+        id = source["datasourceId"]
+        result = client.query('SELECT category, sum(price) AS total FROM p WHERE price > ? GROUP BY 1 ORDER BY 1',
+                              [1], sources={"p": id}, timeout_ms=5000)
+        assert result["rows"] == [{"category": "Books", "total": 5}, {"category": "Toys", "total": 30}]
+        link = client.export(id, "csv", sort=["category", "price"], order=["asc", "desc"], columns=["sku"])
+        with urllib.request.urlopen(link["downloadUrl"], timeout=10) as response:
+            rows = list(csv.reader(io.StringIO(response.read().decode(), newline="")))
+        assert rows == [["sku"], ["A3"], ["A2"], ["A1"]]
+        try:
+            client.query("DELETE FROM p", sources={"p": id})
+            raise AssertionError("a write was accepted")
+        except InvalidParameters as error:
+            assert error.details["parameter"] == "sql"

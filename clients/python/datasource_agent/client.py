@@ -255,6 +255,36 @@ class Client:
         """`datasources/download`: `{downloadUrl, fileName, expiresAt, fileSize}`."""
         return self._request("datasources/download", {"datasourceId": datasource_id, "expiresIn": expires_in})
 
+    def export(
+        self,
+        datasource_id: str,
+        format: str = "csv",
+        *,
+        filter: Optional[str] = None,
+        sort: Optional[Union[str, Sequence[str]]] = None,
+        order: Optional[Union[str, Sequence[str]]] = None,
+        columns: Optional[Sequence[str]] = None,
+        expires_in: Optional[int] = None,
+    ) -> Dict[str, Any]:
+        """`datasources/export`: a signed link that streams the cleaned rows as CSV or JSON Lines."""
+        return self._request("datasources/export", _wire(dict(
+            datasource_id=datasource_id, format=format, filter=filter, sort=_joined(sort), order=_joined(order),
+            columns=None if columns is None else list(columns), expires_in=expires_in)))
+
+    def query(
+        self,
+        sql: str,
+        params: Optional[Union[Sequence[Any], Mapping[str, Any]]] = None,
+        *,
+        sources: Optional[Mapping[str, str]] = None,
+        limit: Optional[int] = None,
+        timeout_ms: Optional[int] = None,
+    ) -> Dict[str, Any]:
+        """`datasources/query`: one read-only SQL SELECT; `{columns, rows, rowCount, truncated, elapsedMs}`."""
+        return self._request("datasources/query", _wire(dict(
+            sql=sql, params=None if params is None else (dict(params) if isinstance(params, Mapping) else list(params)),
+            sources=None if sources is None else dict(sources), limit=limit, timeout_ms=timeout_ms)))
+
     def upload(
         self,
         path: Optional[Union[str, os.PathLike]] = None,
