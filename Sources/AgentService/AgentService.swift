@@ -15,12 +15,16 @@ public struct ServiceConfiguration: Sendable {
     /// Adds `debug/sleep`, a request that takes as long as asked, for tests of concurrency,
     /// cancellation and draining. Off unless DATASOURCE_AGENT_DEBUG_METHODS=1.
     public var debugMethods: Bool
+    /// The key a session presents when its `initialize` carries none
+    /// (`DATASOURCE_AGENT_API_KEY`).
+    public var apiKey: String?
 
-    public init(version: String, backendName: String, readOnly: Bool, debugMethods: Bool = false) {
+    public init(version: String, backendName: String, readOnly: Bool, debugMethods: Bool = false, apiKey: String? = nil) {
         self.version = version
         self.backendName = backendName
         self.readOnly = readOnly
         self.debugMethods = debugMethods
+        self.apiKey = apiKey
     }
 }
 
@@ -50,6 +54,7 @@ public final class AgentService: Sendable {
 final class ServiceSession: SessionDelegate {
     let service: AgentService
     let baseMethods: MethodTable
+    let credential: Credential
     var methods: MethodTable { allMethods }
     private let state = Mutex<State>(State())
     private let sessionRef: Mutex<Session?>
@@ -67,7 +72,9 @@ final class ServiceSession: SessionDelegate {
         self.sessionRef = Mutex(session)
         var table = MethodTable()
         table.paramsErrorMapper = { $0.dataSourceError.rpcError }
-        DataSourceMethods.register(in: &table, service: service)
+        let credential = Credential()
+        self.credential = credential
+        DataSourceMethods.register(in: &table, service: service, credential: credential)
         if service.configuration.debugMethods { Self.registerDebugMethods(in: &table) }
         // MCP's liveness check; allowed before initialize too.
         table.register("ping", params: NoParams.self, unknownParams: .ignore) { _, _ in JSONValue.object([:]) }
@@ -90,10 +97,16 @@ final class ServiceSession: SessionDelegate {
     // MARK: Lifecycle
 
     func admit(request method: String, params: JSONValue?, session: Session) -> Admission {
-        switch state.withLock({ $0.lifecycle.receiveRequest(method) }) {
-        case .dispatch: .dispatch
-        case .answerNull: .answer(RawJSON(bytes: Array("null".utf8)))
-        case .reject(let error): .reject(error)
+        let action = state.withLock { $0.lifecycle.receiveRequest(method) }
+        if method == "initialize", action == .dispatch {
+            // Taken here, in stream order, so that requests sent right after `initialize` see
+            // it. `initialize` always succeeds; every data-source method checks the key.
+            credential.set(params?["initializationOptions"]?["apiKey"]?.stringValue ?? service.configuration.apiKey)
+        }
+        switch action {
+        case .dispatch: return .dispatch
+        case .answerNull: return .answer(RawJSON(bytes: Array("null".utf8)))
+        case .reject(let error): return .reject(error)
         }
     }
 
@@ -127,6 +140,7 @@ final class ServiceSession: SessionDelegate {
     }
 
     func initialize(params: JSONValue?, context: RequestContext) async throws -> RawJSON {
+
         if case .int(let pid)? = params?["processId"] {
             let watch = ParentProcessWatch(pid: pid_t(truncatingIfNeeded: pid)) { [logger = service.logger, session = context.session] in
                 logger.info("parent process \(pid) is gone; exiting")
@@ -191,4 +205,11 @@ enum MCPNegotiation {
             "serverInfo": serverInfo,
         ]
     }
+}
+
+/// The API key a session presented, read by every data-source method.
+final class Credential: Sendable {
+    private let key = Mutex<String?>(nil)
+    func set(_ value: String?) { key.withLock { $0 = value } }
+    var value: String? { key.withLock { $0 } }
 }

@@ -45,11 +45,24 @@ extension DataSourceMethod {
         MethodDescription(summary: summary, params: params, result: result, errors: errors.map(Schema.error))
     }
 
-    static func register(in table: inout MethodTable, service: AgentService) {
+    static func register(in table: inout MethodTable, service: AgentService, credential: Credential) {
         table.register(name, params: Params.self, description: description) { params, context in
             try await mappingErrors {
                 if access == .write, service.configuration.readOnly {
                     throw DataSourceError(.accessDenied, details: ["reason": "the agent runs with --read-only"])
+                }
+                // §10: with keys in the store, every method needs one; writes need a write key.
+                switch try await service.backend.grant(forKey: credential.value) {
+                case .open, .scoped(.write):
+                    break
+                case .scoped(.read):
+                    if access == .write {
+                        throw DataSourceError(.accessDenied, details: ["reason": .string("this key's scope is read; \(name) needs write"), "scope": "read"])
+                    }
+                case .refused:
+                    throw DataSourceError(.unauthorized, details: [
+                        "message": .string(credential.value == nil ? "API key missing" : "API key invalid or revoked"),
+                    ])
                 }
                 return try await call(params, backend: service.backend, context: MethodCallContext(progress: context.progress))
             }
@@ -64,8 +77,8 @@ enum DataSourceMethods {
         QueryMethod.self, ExportMethod.self,
     ]
 
-    static func register(in table: inout MethodTable, service: AgentService) {
-        for method in all { method.register(in: &table, service: service) }
+    static func register(in table: inout MethodTable, service: AgentService, credential: Credential) {
+        for method in all { method.register(in: &table, service: service, credential: credential) }
     }
 
     static func named(_ name: String) -> (any DataSourceMethod.Type)? {

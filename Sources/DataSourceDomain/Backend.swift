@@ -55,6 +55,8 @@ public protocol DataSourceBackend: Sendable {
     func downloadLink(for id: DataSourceID, expiresIn seconds: Int) async throws -> DownloadLink
     /// A signed link that streams the cleaned rows `data` would return (every page).
     func exportLink(_ query: DataQuery, format: ExportFormat, expiresIn seconds: Int) async throws -> DownloadLink
+    /// What the presented API key (nil: none) may do (§10).
+    func grant(forKey key: String?) async throws -> Grant
     /// Runs one read-only SQL statement over completed data sources.
     func query(_ request: SQLQuery) async throws -> SQLQueryResult
     /// Accepts a file and returns at once with `processing`; the outcome arrives as a status change.

@@ -23,7 +23,7 @@ struct DatasourceAgent: AsyncParsableCommand {
             protocol messages only. See protocol/README.md for the methods.
             """,
         version: version,
-        subcommands: [Serve.self, PrintOpenRPC.self, ProcessPending.self],
+        subcommands: [Serve.self, Keys.self, PrintOpenRPC.self, ProcessPending.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -165,7 +165,8 @@ struct Serve: AsyncParsableCommand {
             backend: local,
             configuration: ServiceConfiguration(
                 version: DatasourceAgent.version, backendName: kind.rawValue, readOnly: readOnlyValue,
-                debugMethods: environment["DATASOURCE_AGENT_DEBUG_METHODS"] == "1"),
+                debugMethods: environment["DATASOURCE_AGENT_DEBUG_METHODS"] == "1",
+                apiKey: environment["DATASOURCE_AGENT_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }),
             logger: logger)
         let stdio = StdioService(server: StdioServer(maxMessageBytes: maxMessageBytes, logger: logger), service: service)
         logger.info("serving on stdio", metadata: ["store": "\(storeOptions.storeURL().path)"])

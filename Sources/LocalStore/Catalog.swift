@@ -221,6 +221,7 @@ final class Catalog: Sendable {
             try db.rename(table: "statusChange_v2", to: "statusChange")
             try db.create(index: "statusChange_committedAt", on: "statusChange", columns: ["committedAt"])
         }
+        registerKeyMigration(&migrator)
         return migrator
     }
 

@@ -19,6 +19,7 @@ struct EmptyBackend: DataSourceBackend {
     func exportLink(_ query: DataQuery, format: ExportFormat, expiresIn seconds: Int) async throws -> DownloadLink {
         throw DataSourceError.notFound(query.datasourceId.rawValue)
     }
+    func grant(forKey key: String?) async throws -> Grant { .open }
     func query(_ request: SQLQuery) async throws -> SQLQueryResult {
         throw SQLQuery.invalid("this backend stores nothing")
     }

@@ -1,0 +1,77 @@
+"""API keys (§10): keys create/list/revoke, and what a session may do with and without one."""
+import json
+import subprocess
+
+import pytest
+
+from agentproc import Agent, agent_binary
+
+SMALL = "a,b\n1,2\n"
+
+
+def keys(store, *args, check=True):
+    return subprocess.run([agent_binary(), "keys", *args, "--store", str(store)], capture_output=True, text=True, check=check)
+
+
+def code(agent, method, params):
+    reply = agent.response(agent.request(method, params))
+    return reply["error"]["data"]["code"] if "error" in reply else "ok"
+
+
+def session(store, key=None, env=None):
+    agent = Agent(store, env=env or {})
+    options = {"initializationOptions": {"apiKey": key}} if key else {}
+    agent.initialize({"processId": None, "capabilities": {}, **options})
+    return agent
+
+
+def test_no_keys_means_full_access(store):
+    with session(store) as agent:
+        assert code(agent, "datasources/list", {}) == "ok"
+        assert code(agent, "datasources/upload", {"fileName": "a.csv", "content": SMALL}) == "ok"
+
+
+def test_keys_create_list_revoke_and_scopes(store):
+    write = keys(store, "create", "--scope", "write", "--name", "ci").stdout
+    assert write.count("\n") == 1 and write.startswith("dsa_")
+    write = write.strip()
+    read = keys(store, "create", "--scope", "read").stdout.strip()
+    listed = json.loads(keys(store, "list").stdout)
+    assert [(k["name"], k["scope"], k["lastUsedAt"]) for k in listed] == [("ci", "write", None), (None, "read", None)]
+    assert set(listed[0]) == {"id", "name", "scope", "createdAt", "lastUsedAt"}
+    for path in (store / "catalog.sqlite", store / "catalog.sqlite-wal"):
+        if path.exists():
+            assert write.encode() not in path.read_bytes(), "only the key's hash may be stored"
+
+    with session(store) as anonymous:
+        error = anonymous.error("datasources/list", {})
+        assert error["code"] == -31401 and error["data"]["code"] == "UNAUTHORIZED"
+        assert anonymous.call("ping", {}) == {}
+    with session(store, "dsa_not-a-key") as wrong:
+        assert code(wrong, "datasources/get", {"datasourceId": "550e8400-e29b-41d4-a716-446655440000"}) == "UNAUTHORIZED"
+    with session(store, read) as reader:
+        assert code(reader, "datasources/list", {}) == "ok"
+        error = reader.error("datasources/upload", {"fileName": "a.csv", "content": SMALL})
+        assert error["code"] == -31403 and error["data"]["code"] == "ACCESS_DENIED"
+        assert code(reader, "datasources/delete", {"datasourceId": "550e8400-e29b-41d4-a716-446655440000"}) == "ACCESS_DENIED"
+        assert code(reader, "datasources/query", {"sql": "SELECT 1 AS one"}) == "ok"
+    with session(store, env={"DATASOURCE_AGENT_API_KEY": write}) as writer:
+        assert code(writer, "datasources/upload", {"fileName": "a.csv", "content": SMALL}) == "ok"
+    table = keys(store, "list", "--format", "table").stdout
+    assert "ci" in table and "never" not in table.splitlines()[1]
+
+    read_id = next(k["id"] for k in json.loads(keys(store, "list").stdout) if k["scope"] == "read")
+    with session(store, read) as reader:
+        assert code(reader, "datasources/list", {}) == "ok"
+        keys(store, "revoke", read_id)
+        assert code(reader, "datasources/list", {}) == "UNAUTHORIZED"
+    missing = keys(store, "revoke", read_id, check=False)
+    assert missing.returncode == 1 and "no key" in missing.stderr
+
+
+def test_mcp_tool_calls_need_a_key_too(store):
+    keys(store, "create", "--scope", "read")
+    with Agent(store) as mcp:
+        mcp.call("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}})
+        result = mcp.call("tools/call", {"name": "list_datasources", "arguments": {}})
+        assert result["isError"] is True and "UNAUTHORIZED" in result["content"][0]["text"]
