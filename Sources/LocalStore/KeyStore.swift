@@ -1,7 +1,9 @@
 import Crypto
 import DataSourceDomain
 import Foundation
+import Dispatch
 import GRDB
+import Synchronization
 
 extension KeyScope: DatabaseValueConvertible {}
 
@@ -64,26 +66,44 @@ extension LocalBackend {
         try catalog.pool.write { db in try APIKeyRecord.deleteOne(db, key: id) }
     }
 
+    /// How long the keys read from the catalog are trusted before they are read again: a key
+    /// made, or revoked, by another process takes effect within this time.
+    static let keyCacheLifetime: UInt64 = 250_000_000
+
     public func grant(forKey key: String?) async throws -> Grant {
-        try await offCooperativePool { [self] in
-            try storing {
-                let records = try catalog.pool.read { db in try APIKeyRecord.fetchAll(db) }
-                guard !records.isEmpty else { return .open }
-                guard let key, !key.isEmpty else { return .refused }
-                let presented = Array(Self.hash(key).utf8)
-                // Every stored hash is compared in full, so timing says nothing of which matched.
-                var match: APIKeyRecord?
-                for record in records where Self.constantTimeEqual(Array(record.keyHash.utf8), presented) { match = record }
-                guard let match else { return .refused }
-                let now = Timestamp.now().secondsSince1970
-                if match.lastUsedAt.map({ now - $0 >= 60 }) ?? true {
-                    try? catalog.pool.write { db in
-                        try db.execute(sql: "UPDATE apiKey SET lastUsedAt = ? WHERE id = ?", arguments: [now, match.id])
+        let now = DispatchTime.now().uptimeNanoseconds
+        let cached = keyCache.withLock { cache -> [APIKeyRecord]? in
+            guard let cache, now - cache.loadedAt < Self.keyCacheLifetime else { return nil }
+            return cache.records
+        }
+        let records: [APIKeyRecord]
+        if let cached {
+            records = cached
+        } else {
+            records = try await offCooperativePool { [self] in
+                try storing { try catalog.pool.read { db in try APIKeyRecord.fetchAll(db) } }
+            }
+            keyCache.withLock { $0 = (records, now) }
+        }
+        guard !records.isEmpty else { return .open }
+        guard let key, !key.isEmpty else { return .refused }
+        let presented = Array(Self.hash(key).utf8)
+        // Every stored hash is compared in full, so timing says nothing of which matched.
+        var match: APIKeyRecord?
+        for record in records where Self.constantTimeEqual(Array(record.keyHash.utf8), presented) { match = record }
+        guard let match else { return .refused }
+        let seconds = Timestamp.now().secondsSince1970
+        if match.lastUsedAt.map({ seconds - $0 >= 60 }) ?? true {
+            keyCache.withLock { $0 = nil }
+            Task.detached { [self] in
+                _ = try? await offCooperativePool { [self] in
+                    try catalog.pool.write { db in
+                        try db.execute(sql: "UPDATE apiKey SET lastUsedAt = ? WHERE id = ?", arguments: [seconds, match.id])
                     }
                 }
-                return .scoped(match.scope)
             }
         }
+        return .scoped(match.scope)
     }
 
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {

@@ -18,6 +18,8 @@ public final class LocalBackend: DataSourceBackend {
     let queries: QueryEngine
     let pathUploads: PathUploadPolicy
     private let columnCache = Mutex<[DataSourceID: [DataColumn]]>([:])
+    /// The API keys as last read, and when (see `grant(forKey:)`).
+    let keyCache = Mutex<(records: [APIKeyRecord], loadedAt: UInt64)?>(nil)
     private let downloadServer = Mutex<(any DownloadOrigin)?>(nil)
     static let maxInlineBytes = 64 * 1024 * 1024
 

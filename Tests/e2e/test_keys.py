@@ -1,6 +1,7 @@
 """API keys (§10): keys create/list/revoke, and what a session may do with and without one."""
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -64,6 +65,7 @@ def test_keys_create_list_revoke_and_scopes(store):
     with session(store, read) as reader:
         assert code(reader, "datasources/list", {}) == "ok"
         keys(store, "revoke", read_id)
+        time.sleep(0.3)  # another process's revocation takes effect within a quarter second
         assert code(reader, "datasources/list", {}) == "UNAUTHORIZED"
     missing = keys(store, "revoke", read_id, check=False)
     assert missing.returncode == 1 and "no key" in missing.stderr
