@@ -65,6 +65,7 @@ final class ServiceSession: SessionDelegate {
         var logLevel: MCPLogLevel?
         var lifecycle = LifecycleStateMachine(allowedBeforeInitialize: ["ping"])
         var parentWatch: ParentProcessWatch?
+        var delivery: Task<Void, Never>?
     }
 
     init(service: AgentService, session: Session) {
@@ -168,25 +169,39 @@ final class ServiceSession: SessionDelegate {
     }
 
     private func startObservingStatus(session: Session) {
-        let token = service.backend.addStatusObserver { [self] change in
-            session.notify(method: "datasources/statusChanged", params: change.json)
-            let uri = Self.resourceScheme + change.details.summary.datasourceId.rawValue
-            let (subscribed, level) = state.withLock { ($0.subscriptions.contains(uri), $0.logLevel) }
-            if subscribed {
-                session.notify(method: "notifications/resources/updated", params: ["uri": .string(uri)])
-            }
-            if let level, level.rank <= MCPLogLevel.info.rank {
-                session.notify(method: "notifications/message", params: [
-                    "level": "info", "logger": "datasource-agent",
-                    "data": .string("\(change.details.summary.fileName) is \(change.details.summary.status.rawValue)"),
-                ])
+        // Changes go through one ordered stream, so that each can wait for the key check
+        // (§10: a session without a valid key learns nothing of the store) and still arrive
+        // in the order they were committed.
+        let (changes, continuation) = AsyncStream<StatusChange>.makeStream()
+        let token = service.backend.addStatusObserver { change in continuation.yield(change) }
+        let delivery = Task { [self, service, credential] in
+            for await change in changes {
+                guard await service.mayRead(credential) else { continue }
+                announce(change, to: session)
             }
         }
+        state.withLock { $0.delivery = delivery }
         state.withLock { $0.observer = token }
+    }
+
+    private func announce(_ change: StatusChange, to session: Session) {
+        session.notify(method: "datasources/statusChanged", params: change.json)
+        let uri = Self.resourceScheme + change.details.summary.datasourceId.rawValue
+        let (subscribed, level) = state.withLock { ($0.subscriptions.contains(uri), $0.logLevel) }
+        if subscribed {
+            session.notify(method: "notifications/resources/updated", params: ["uri": .string(uri)])
+        }
+        if let level, level.rank <= MCPLogLevel.info.rank {
+            session.notify(method: "notifications/message", params: [
+                "level": "info", "logger": "datasource-agent",
+                "data": .string("\(change.details.summary.fileName) is \(change.details.summary.status.rawValue)"),
+            ])
+        }
     }
 
     func sessionWillClose(_ session: Session) {
         if let token = state.withLock({ $0.observer }) { service.backend.removeObserver(token) }
+        state.withLock { $0.delivery }?.cancel()
     }
 }
 

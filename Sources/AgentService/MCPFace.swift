@@ -81,7 +81,10 @@ extension ServiceSession {
                 return RawJSON(bytes: Self.toolResult(text: text))
             }
         }
+        let service = self.service
+        let credential = self.credential
         table.register("resources/list", params: CursorParams.self, unknownParams: .ignore) { params, _ in
+            try await mappingErrors { try await service.authorize(.read, method: "resources/list", credential: credential) }
             let page = params.cursor.flatMap(Int.init) ?? 1
             guard (1...Pagination.maxPage).contains(page) else {
                 throw JSONRPCError(code: JSONRPCError.invalidParamsCode, message: "Invalid cursor", data: ["parameter": "cursor", "value": .string(params.cursor ?? "")])
@@ -102,6 +105,7 @@ extension ServiceSession {
             ]]])
         }
         table.register("resources/read", params: ResourceParams.self, unknownParams: .ignore) { params, _ in
+            try await mappingErrors { try await service.authorize(.read, method: "resources/read", credential: credential) }
             guard let id = Self.resourceID(params.uri), let details = try? await backend.details(of: id, maxAge: nil) else {
                 throw JSONRPCError(code: -32002, message: "Resource not found", data: ["uri": .string(params.uri)])
             }
@@ -110,6 +114,7 @@ extension ServiceSession {
             ]]])
         }
         table.register("resources/subscribe", params: ResourceParams.self, unknownParams: .ignore) { [self] params, _ in
+            try await mappingErrors { try await service.authorize(.read, method: "resources/subscribe", credential: credential) }
             guard Self.resourceID(params.uri) != nil else {
                 throw JSONRPCError(code: -32002, message: "Resource not found", data: ["uri": .string(params.uri)])
             }

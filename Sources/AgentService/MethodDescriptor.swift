@@ -51,22 +51,34 @@ extension DataSourceMethod {
                 if access == .write, service.configuration.readOnly {
                     throw DataSourceError(.accessDenied, details: ["reason": "the agent runs with --read-only"])
                 }
-                // §10: with keys in the store, every method needs one; writes need a write key.
-                switch try await service.backend.grant(forKey: credential.value) {
-                case .open, .scoped(.write):
-                    break
-                case .scoped(.read):
-                    if access == .write {
-                        throw DataSourceError(.accessDenied, details: ["reason": .string("this key's scope is read; \(name) needs write"), "scope": "read"])
-                    }
-                case .refused:
-                    throw DataSourceError(.unauthorized, details: [
-                        "message": .string(credential.value == nil ? "API key missing" : "API key invalid or revoked"),
-                    ])
-                }
+                try await service.authorize(access, method: name, credential: credential)
                 return try await call(params, backend: service.backend, context: MethodCallContext(progress: context.progress))
             }
         }
+    }
+}
+
+extension AgentService {
+    /// §10: with keys in the store, every data-source method, tool and resource needs one;
+    /// a method that writes needs a write key.
+    func authorize(_ access: MethodAccess, method: String, credential: Credential) async throws {
+        switch try await backend.grant(forKey: credential.value) {
+        case .open, .scoped(.write):
+            return
+        case .scoped(.read):
+            if access == .write {
+                throw DataSourceError(.accessDenied, details: ["reason": .string("this key's scope is read; \(method) needs write"), "scope": "read"])
+            }
+        case .refused:
+            throw DataSourceError(.unauthorized, details: [
+                "message": .string(credential.value == nil ? "API key missing" : "API key invalid or revoked"),
+            ])
+        }
+    }
+
+    /// Whether a session with this key may see data-source contents (notifications).
+    func mayRead(_ credential: Credential) async -> Bool {
+        (try? await authorize(.read, method: "datasources/statusChanged", credential: credential)) != nil
     }
 }
 

@@ -254,8 +254,9 @@ struct QueryMethod: DataSourceMethod {
         }
         var sources: [(alias: String, id: DataSourceID)] = []
         for (alias, idText) in (params.sources ?? [:]).sorted(by: { $0.key < $1.key }) {
-            guard !alias.isEmpty, alias.count <= 128 else {
-                throw DataSourceError.invalidParameter("sources", value: .string(alias), reason: "an alias is 1 to 128 characters")
+            guard !alias.isEmpty, alias.count <= 128, !alias.contains("\0"), !alias.lowercased().hasPrefix("sqlite_") else {
+                throw DataSourceError.invalidParameter(
+                    "sources", value: .string(alias), reason: "an alias is 1 to 128 characters, without NUL, not starting with sqlite_")
             }
             guard let id = DataSourceID(idText) else {
                 throw DataSourceError.invalidParameter("sources.\(alias)", value: .string(idText), reason: "is not a data source id")

@@ -23,6 +23,7 @@ public final class DownloadServer: DownloadOrigin, Service {
         case idle(waiters: [CheckedContinuation<String, any Error>])
         case running(origin: String)
         case stopped
+        case failed(reason: String)
     }
 
     public init(authority: any DownloadAuthority, port: Int = 0, logger: Logger) {
@@ -37,7 +38,8 @@ public final class DownloadServer: DownloadOrigin, Service {
             let ready = state.withLock { state -> Result<String, any Error>? in
                 switch state {
                 case .running(let origin): return .success(origin)
-                case .stopped: return .failure(DownloadServerError.couldNotStart)
+                case .stopped: return .failure(DownloadServerError.couldNotStart("the download listener has stopped"))
+                case .failed(let reason): return .failure(DownloadServerError.couldNotStart(reason))
                 case .idle(var waiters):
                     waiters.append(continuation)
                     state = .idle(waiters: waiters)
@@ -86,10 +88,14 @@ public final class DownloadServer: DownloadOrigin, Service {
         do {
             // Shut down with the group that runs this service.
             try await app.run()
+            settle(.stopped)
         } catch {
+            // A listener that cannot run (its port is taken) must not end the group: links
+            // are refused with a clear error and everything else goes on until shutdown.
             logger.error("download listener stopped: \(error)")
+            settle(.failed(reason: "the download listener could not start on port \(port): \(error)"))
+            try? await gracefulShutdown()
         }
-        settle(.stopped)
     }
 
     private func settle(_ next: State) {
@@ -99,15 +105,21 @@ public final class DownloadServer: DownloadOrigin, Service {
             return []
         }
         for waiter in waiters {
-            if case .running(let origin) = next {
-                waiter.resume(returning: origin)
-            } else {
-                waiter.resume(throwing: DownloadServerError.couldNotStart)
+            switch next {
+            case .running(let origin): waiter.resume(returning: origin)
+            case .failed(let reason): waiter.resume(throwing: DownloadServerError.couldNotStart(reason))
+            default: waiter.resume(throwing: DownloadServerError.couldNotStart("the download listener has stopped"))
             }
         }
     }
 
-    enum DownloadServerError: Error { case couldNotStart }
+    /// Why no link can be served; the backend turns it into a Claro error.
+    public enum DownloadServerError: Error, CustomStringConvertible {
+        case couldNotStart(String)
+        public var description: String {
+            switch self { case .couldNotStart(let reason): reason }
+        }
+    }
 
     static func serve(_ request: Request, context: BasicRequestContext, authority: any DownloadAuthority, headOnly: Bool) async throws -> Response {
         let query = request.uri.queryParameters

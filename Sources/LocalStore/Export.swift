@@ -21,7 +21,7 @@ extension LocalBackend {
         _ = try await data(probe)
         let record = try await offCooperativePool { [self] in try storing { try catalog.record(query.datasourceId) } }
         guard let record else { throw DataSourceError.notFound(query.datasourceId.rawValue) }
-        let origin = try await server.origin()
+        let origin = try await Self.origin(of: server)
         let expiresAt = Timestamp.now().adding(seconds: Int64(seconds))
         let spec = ExportSpec(query: query, format: format)
         let url = DownloadSigner(secret: secret).url(

@@ -73,7 +73,7 @@ extension LocalBackend {
     public func grant(forKey key: String?) async throws -> Grant {
         let now = DispatchTime.now().uptimeNanoseconds
         let cached = keyCache.withLock { cache -> [APIKeyRecord]? in
-            guard let cache, now - cache.loadedAt < Self.keyCacheLifetime else { return nil }
+            guard let cache, now < cache.loadedAt &+ Self.keyCacheLifetime, now >= cache.loadedAt else { return nil }
             return cache.records
         }
         let records: [APIKeyRecord]

@@ -83,13 +83,24 @@ public final class LocalBackend: DataSourceBackend {
         }
     }
 
+    /// A statement runs on a thread of its own: a long one (up to its time limit) must not
+    /// hold a thread other requests need, and a cancelled request interrupts it.
     public func query(_ request: SQLQuery) async throws -> SQLQueryResult {
-        try await offCooperativePool { [self] in try queryNow(request) }
+        let interrupt = QueryInterrupt()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let thread = Thread { [self] in continuation.resume(with: Result { try queryNow(request, interrupt: interrupt) }) }
+                thread.name = "sql query"
+                thread.start()
+            }
+        } onCancel: {
+            interrupt.set()
+        }
     }
 
     /// Resolves the sources the statement names (quoted ids, or aliases from `sources`) to
     /// their row files, then runs it (`SQLQueryEngine`).
-    private func queryNow(_ request: SQLQuery) throws -> SQLQueryResult {
+    private func queryNow(_ request: SQLQuery, interrupt: QueryInterrupt) throws -> SQLQueryResult {
         var namesByID: [DataSourceID: [String]] = [:]
         var order: [DataSourceID] = []
         func add(_ id: DataSourceID, name: String) {
@@ -99,7 +110,13 @@ public final class LocalBackend: DataSourceBackend {
         for (quoted, id) in Self.quotedIdentifiers(in: request.sql).compactMap({ q in DataSourceID(q).map { (q, $0) } }) {
             add(id, name: quoted)
         }
-        for (alias, id) in request.sources { add(id, name: alias) }
+        for (alias, id) in request.sources {
+            if let other = namesByID.first(where: { $0.key != id && $0.value.contains { $0.lowercased() == alias.lowercased() } }) {
+                throw DataSourceError.invalidParameter(
+                    "sources.\(alias)", value: .string(id.rawValue), reason: "is also the name of \(other.key.rawValue) in the statement")
+            }
+            add(id, name: alias)
+        }
         guard order.count <= SQLQuery.maxSources else {
             throw SQLQuery.invalid("a query may name at most \(SQLQuery.maxSources) data sources; it names \(order.count)")
         }
@@ -116,7 +133,7 @@ public final class LocalBackend: DataSourceBackend {
                 return SQLSource(id: id, names: namesByID[id] ?? [], columns: try completedColumns(id), path: layout.table(id.rawValue).path)
             }
         }
-        return try SQLQueryEngine.run(request, sources: sources)
+        return try SQLQueryEngine.run(request, sources: sources, interrupt: interrupt)
     }
 
     /// The double-quoted identifiers of a statement (a doubled quote escapes one), outside
@@ -194,7 +211,7 @@ public final class LocalBackend: DataSourceBackend {
         guard let server = downloadServer.withLock({ $0 }) else {
             throw DataSourceError(.accessDenied, details: ["reason": "download links are not available in this process"])
         }
-        let origin = try await server.origin()
+        let origin = try await Self.origin(of: server)
         let expiresAt = Timestamp.now().adding(seconds: Int64(seconds))
         return DownloadLink(
             downloadUrl: DownloadSigner(secret: secret).url(origin: origin, id: id, expiresAt: expiresAt),
@@ -202,6 +219,15 @@ public final class LocalBackend: DataSourceBackend {
     }
 
     var downloadServerForLinks: (any DownloadOrigin)? { downloadServer.withLock { $0 } }
+
+    /// The listener's origin; a listener that cannot run makes links unavailable, said plainly.
+    static func origin(of server: any DownloadOrigin) async throws -> String {
+        do {
+            return try await server.origin()
+        } catch {
+            throw DataSourceError(.accessDenied, details: ["reason": .string("download links are not available: \(error)")])
+        }
+    }
 
     /// Connects the listener that serves download links (wired by the executable).
     public func attachDownloadServer(_ server: any DownloadOrigin) {

@@ -2,6 +2,7 @@ import DataSourceDomain
 import Foundation
 import GRDBSQLite
 import JSONKit
+import Synchronization
 
 /// A completed source as one SQL statement sees it: the names it may be called by, its
 /// columns, and its row file.
@@ -20,7 +21,11 @@ struct SQLSource {
 /// sources and a list of pure functions. The statement must be alone (any second statement
 /// is refused), a progress handler enforces the time limit, and at most `limit` rows are read.
 enum SQLQueryEngine {
-    static func run(_ request: SQLQuery, sources: [SQLSource]) throws -> SQLQueryResult {
+    /// Most bytes one value may hold, and all the rows together, in a query's answer.
+    static let maxValueBytes: Int32 = 16 << 20
+    static let maxResultBytes = 64 << 20
+
+    static func run(_ request: SQLQuery, sources: [SQLSource], interrupt: QueryInterrupt = QueryInterrupt()) throws -> SQLQueryResult {
         let started = DispatchTime.now()
         var db: OpaquePointer?
         guard sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK,
@@ -30,9 +35,12 @@ enum SQLQueryEngine {
             throw DataSourceError(.storageError, details: ["reason": "the query connection could not be opened"])
         }
         defer { sqlite3_close_v2(db) }
+        // No value may grow past this (printf('%.*c', 1e9, 'x') would otherwise take GBs).
+        sqlite3_limit(db, SQLITE_LIMIT_LENGTH, maxValueBytes)
         try prepareSchema(db, sources: sources)
 
         let guardState = StatementGuard(schemas: Set(sources.indices.map { "s\($0)" }), views: Set(sources.flatMap(\.names)))
+        guardState.interrupt = interrupt
         let unmanaged = Unmanaged.passRetained(guardState)
         defer { unmanaged.release() }
         let context = unmanaged.toOpaque()
@@ -47,7 +55,7 @@ enum SQLQueryEngine {
         sqlite3_progress_handler(db, 4000, { context in
             guard let context else { return 1 }
             let state = Unmanaged<StatementGuard>.fromOpaque(context).takeUnretainedValue()
-            return DispatchTime.now().uptimeNanoseconds > state.deadline ? 1 : 0
+            return state.interrupt.isSet || DispatchTime.now().uptimeNanoseconds > state.deadline ? 1 : 0
         }, context)
 
         let statement = try prepareSingle(db, sql: request.sql, guardState: guardState)
@@ -58,11 +66,13 @@ enum SQLQueryEngine {
         var origins: [ColumnType?] = (0..<count).map { origin(statement, $0, sources: sources) }
         var rows: [[JSONValue]] = []
         var truncated = false
+        var resultBytes = 0
         while true {
             let code = sqlite3_step(statement)
             if code == SQLITE_DONE { break }
             guard code == SQLITE_ROW else {
                 if code == SQLITE_INTERRUPT || sqlite3_errcode(db) == SQLITE_INTERRUPT {
+                    if interrupt.isSet { throw CancellationError() }
                     throw SQLQuery.invalid("timed out after \(request.timeoutMs) ms")
                 }
                 throw SQLQuery.invalid(guardState.denial ?? message(db))
@@ -72,6 +82,10 @@ enum SQLQueryEngine {
                 break
             }
             rows.append((0..<count).map { value(statement, $0, type: origins[$0]) })
+            for index in 0..<count { resultBytes += Int(sqlite3_column_bytes(statement, Int32(index))) + 8 }
+            if resultBytes > maxResultBytes {
+                throw SQLQuery.invalid("the result is larger than \(maxResultBytes >> 20) MiB; ask for fewer rows or columns")
+            }
         }
         var names: [String] = []
         for index in 0..<count {
@@ -115,7 +129,9 @@ enum SQLQueryEngine {
                 return "\(expression) AS \(quoted(column.name))"
             }.joined(separator: ", ")
             for name in source.names {
-                try execute(db, "CREATE TEMP VIEW \(quoted(name)) AS SELECT \(select.isEmpty ? "NULL AS empty" : select) FROM s\(index).rows")
+                guard sqlite3_exec(db, "CREATE TEMP VIEW \(quoted(name)) AS SELECT \(select.isEmpty ? "NULL AS empty" : select) FROM s\(index).rows", nil, nil, nil) == SQLITE_OK else {
+                    throw DataSourceError.invalidParameter("sources", value: .string(name), reason: "cannot name a source: \(message(db))")
+                }
             }
         }
         try execute(db, "PRAGMA query_only = ON")
@@ -270,6 +286,7 @@ final class StatementGuard: @unchecked Sendable {
     let schemas: Set<String>
     let views: Set<String>
     var deadline: UInt64 = .max
+    var interrupt = QueryInterrupt()
     /// Why the last action was refused, in words, for the error.
     var denial: String?
 
@@ -320,4 +337,11 @@ final class StatementGuard: @unchecked Sendable {
         }
         return SQLITE_DENY
     }
+}
+
+/// Set to stop a running statement (its request was cancelled).
+final class QueryInterrupt: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+    func set() { flag.store(true, ordering: .relaxed) }
 }

@@ -77,3 +77,37 @@ def test_mcp_tool_calls_need_a_key_too(store):
         mcp.call("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}})
         result = mcp.call("tools/call", {"name": "list_datasources", "arguments": {}})
         assert result["isError"] is True and "UNAUTHORIZED" in result["content"][0]["text"]
+
+
+def test_resources_and_notifications_need_a_key(store, tmp_path):
+    write = keys(store, "create", "--scope", "write").stdout.strip()
+    with session(store, write) as writer, Agent(store) as mcp:
+        mcp.call("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}})
+        for method, params in [("resources/list", {}), ("resources/read", {"uri": "datasource://550e8400-e29b-41d4-a716-446655440000"}),
+                               ("resources/subscribe", {"uri": "datasource://550e8400-e29b-41d4-a716-446655440000"})]:
+            error = mcp.error(method, params)
+            assert error["data"]["code"] == "UNAUTHORIZED", (method, error)
+        id = writer.call("datasources/upload", {"fileName": "secret.csv", "content": SMALL})["datasourceId"]
+        writer.wait_notification("datasources/statusChanged", lambda p: p["datasourceId"] == id)
+        with pytest.raises(TimeoutError):
+            mcp.wait_notification("datasources/statusChanged", timeout=1.5)
+
+
+def test_a_download_port_in_use_leaves_the_rest_working(store):
+    import socket
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        with Agent(store, args=["--download-port", str(taken.getsockname()[1])]) as agent:
+            agent.initialize()
+            first = agent.call("datasources/upload", {"fileName": "a.csv", "content": SMALL})["datasourceId"]
+            agent.wait_notification("datasources/statusChanged", lambda p: p["datasourceId"] == first)
+            error = agent.error("datasources/download", {"datasourceId": first})
+            assert error["data"]["code"] == "ACCESS_DENIED" and "could not start" in error["data"]["details"]["reason"]
+            second = agent.call("datasources/upload", {"fileName": "b.csv", "content": SMALL})["datasourceId"]
+            agent.wait_notification("datasources/statusChanged", lambda p: p["datasourceId"] == second)
+            agent.close_stdin()
+            assert agent.wait() == 0
+    finally:
+        taken.close()

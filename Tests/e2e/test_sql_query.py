@@ -201,3 +201,38 @@ def test_sql_query_tool_over_mcp(store, tmp_path):
         assert reply["isError"] is False and reply["structuredContent"]["rows"] == [{"n": 5}]
         reply = mcp.call("tools/call", {"name": "sql_query", "arguments": {"sql": "PRAGMA user_version"}})
         assert reply["isError"] is True and "INVALID_PARAMETERS" in reply["content"][0]["text"]
+
+
+def test_huge_values_and_results_are_refused_not_fatal(agent):
+    # A value past 16 MiB is never built: SQLite answers null or "too big", the agent lives on.
+    reply = agent.response(agent.request("datasources/query", {"sql": "SELECT printf('%.*c', 200000000, 'x') AS big"}), timeout=30)
+    if "error" in reply:
+        assert "too big" in reply["error"]["data"]["details"]["reason"]
+    else:
+        assert reply["result"]["rows"] == [{"big": None}]
+    details = invalid(agent, sql="WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r LIMIT 10) "
+                                 "SELECT printf('%.*c', 10000000, 'x') FROM r", limit=10)
+    assert "larger than 64 MiB" in details["reason"]
+    assert agent.call("ping", {}) == {}
+
+
+def test_alias_clashes_are_invalid_parameters(agent, sources):
+    products, _ = sources["products"]
+    orders, _ = sources["orders"]
+    details = invalid(agent, sql=f'SELECT * FROM "{orders}"', sources={orders: products})
+    assert details["parameter"] == f"sources.{orders}"
+    error = agent.error("datasources/query", {"sql": "SELECT 1", "sources": {"sqlite_master": products}})
+    assert error["data"]["details"]["parameter"] == "sources"
+
+
+def test_slow_statements_neither_block_others_nor_outlive_cancellation(agent):
+    runaway = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
+    slow = [agent.request("datasources/query", {"sql": runaway, "timeoutMs": 4000}) for _ in range(3)]
+    listed = agent.request("datasources/list", {})
+    first = agent.next_message(timeout=10)
+    assert first.get("id") == listed and "result" in first, "a slow query held up another request"
+    for id in slow:
+        agent.send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": id}})
+    answers = [agent.response(id, timeout=10) for id in slow]
+    assert all(a["error"]["code"] == -32800 for a in answers)
+    assert query(agent, sql="SELECT 2 AS two")["rows"] == [{"two": 2}]
