@@ -46,7 +46,7 @@ extension DataSourceMethod {
     }
 
     static func register(in table: inout MethodTable, service: AgentService, credential: Credential) {
-        table.register(name, params: Params.self, description: description) { params, context in
+        table.register(name, params: Params.self) { params, context in
             try await mappingErrors {
                 if access == .write, service.configuration.readOnly {
                     throw DataSourceError(.accessDenied, details: ["reason": "the agent runs with --read-only"])

@@ -53,11 +53,11 @@ enum Validate {
     }
 
     /// An integer parameter in 1...max, or its default.
-    static func bounded(_ name: String, _ value: Int?, default defaultValue: Int, max: Int) throws -> Int {
+    static func bounded(_ name: String, _ value: Int?, default defaultValue: Int, max: Int, unit: String = "") throws -> Int {
         guard let value else { return defaultValue }
         guard (1...max).contains(value) else {
             throw DataSourceError.invalidParameter(
-                name, value: .int(Int64(value)), reason: "must be between 1 and \(max)", extra: ["min": 1, "max": .int(Int64(max))])
+                name, value: .int(Int64(value)), reason: "must be between 1 and \(max)\(unit)", extra: ["min": 1, "max": .int(Int64(max))])
         }
         return value
     }

@@ -171,6 +171,11 @@ struct DownloadMethod: DataSourceMethod {
     static let defaultExpiry = 3600
     static let maxExpiry = 86400
 
+    /// A link's lifetime in seconds, as `download` and `export` take it.
+    static func expiry(_ value: Int?) throws -> Int {
+        try Validate.bounded("expiresIn", value, default: defaultExpiry, max: maxExpiry, unit: " seconds")
+    }
+
     static let name = "datasources/download"
     static let access = MethodAccess.read
     static let tool: ToolDescription? = ToolDescription(
@@ -189,16 +194,7 @@ struct DownloadMethod: DataSourceMethod {
 
     static func call(_ params: Params, backend: any DataSourceBackend, context: MethodCallContext) async throws -> RawJSON {
         let id = try Validate.datasourceId(params.datasourceId)
-        var expiry = defaultExpiry
-        if let expiresIn = params.expiresIn {
-            guard (1...maxExpiry).contains(expiresIn) else {
-                throw DataSourceError.invalidParameter(
-                    "expiresIn", value: .int(Int64(expiresIn)), reason: "must be between 1 and \(maxExpiry) seconds",
-                    extra: ["min": 1, "max": .int(Int64(maxExpiry))])
-            }
-            expiry = expiresIn
-        }
-        return RawJSON(try await backend.downloadLink(for: id, expiresIn: expiry).json)
+        return RawJSON(try await backend.downloadLink(for: id, expiresIn: try expiry(params.expiresIn)).json)
     }
 }
 
@@ -317,7 +313,7 @@ struct ExportMethod: DataSourceMethod {
         let query = try DataMethod.query(DataMethod.Params(
             datasourceId: params.datasourceId, page: nil, limit: nil, sort: params.sort, order: params.order,
             filter: params.filter, cursor: nil, columns: params.columns))
-        let expiry = try Validate.bounded("expiresIn", params.expiresIn, default: DownloadMethod.defaultExpiry, max: DownloadMethod.maxExpiry)
+        let expiry = try DownloadMethod.expiry(params.expiresIn)
         return RawJSON(try await backend.exportLink(query, format: format, expiresIn: expiry).json)
     }
 }

@@ -19,9 +19,6 @@ public struct MethodTable: Sendable {
     public typealias Handler = @Sendable (JSONValue?, RequestContext) async throws -> RawJSON
 
     private var handlers: [String: Handler] = [:]
-    /// Documentation of each method, from which the OpenRPC document (and MCP tool schemas)
-    /// are generated, so they cannot drift from the table.
-    public private(set) var descriptions: [String: MethodDescription] = [:]
     /// Turns a params decoding failure into the error the client sees.
     public var paramsErrorMapper: @Sendable (ParamsDecodingFailure) -> JSONRPCError = { failure in
         var data: JSONObject = ["parameter": .string(failure.parameter), "reason": .string(failure.reason)]
@@ -50,11 +47,9 @@ public struct MethodTable: Sendable {
     public mutating func register<Params: Decodable & Sendable, Result: Encodable & Sendable>(
         _ method: String,
         params: Params.Type,
-        description: MethodDescription? = nil,
         unknownParams: UnknownParams = .reject,
         _ body: @escaping @Sendable (Params, RequestContext) async throws -> Result
     ) {
-        descriptions[method] = description
         handlers[method] = { [paramsErrorMapper] rawParams, context in
             let params: Params
             do {

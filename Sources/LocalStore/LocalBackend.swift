@@ -280,25 +280,11 @@ public final class LocalBackend: DataSourceBackend {
 
     /// Writes inline content as a new original (0600, synced); a failure is a storage error.
     static func writeOriginal(_ bytes: [UInt8], to url: URL) throws {
-        let fd = open(url.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw DataSourceError.storeWrite(errno: errno) }
-        defer { close(fd) }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, bytes.count - written) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let code = errno
-                unlink(url.path)
-                throw DataSourceError.storeWrite(errno: code)
-            }
-            written += n
+        let file = try NewStoreFile(url)
+        try bytes.withUnsafeBytes { buffer in
+            if let base = buffer.baseAddress { try file.write(base, count: buffer.count) }
         }
-        guard fsync(fd) == 0 || errno == EINVAL else {
-            let code = errno
-            unlink(url.path)
-            throw DataSourceError.storeWrite(errno: code)
-        }
+        try file.keep()
     }
 
     // MARK: Processing

@@ -68,13 +68,7 @@ public struct PathUploadPolicy: Sendable {
         let flags = fcntl(source, F_GETFL)
         if flags >= 0 { _ = fcntl(source, F_SETFL, flags & ~O_NONBLOCK) }
 
-        let target = open(destination.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard target >= 0 else { throw DataSourceError.storeWrite(errno: errno) }
-        var copied = false
-        defer {
-            close(target)
-            if !copied { unlink(destination.path) }
-        }
+        let target = try NewStoreFile(destination)
         let bufferSize = 1 << 20
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
         defer { buffer.deallocate() }
@@ -85,20 +79,9 @@ public struct PathUploadPolicy: Sendable {
                 throw invalid("could not be read: \(String(cString: strerror(errno)))")
             }
             if count == 0 { break }
-            var written = 0
-            while written < count {
-                let n = write(target, buffer + written, count - written)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw DataSourceError.storeWrite(errno: errno)
-                }
-                written += n
-            }
+            try target.write(buffer, count: count)
         }
-        guard fsync(target) == 0 || errno == EINVAL else {
-            throw DataSourceError.storeWrite(errno: errno)
-        }
-        copied = true
+        try target.keep()
         return (path as NSString).lastPathComponent
     }
 
@@ -114,5 +97,42 @@ public struct PathUploadPolicy: Sendable {
         guard fcntl(fd, F_GETPATH, &buffer) == 0 else { return nil }
         return String(cString: buffer)
         #endif
+    }
+}
+
+/// A file being written into the store: created exclusively with mode 0600, and removed
+/// again unless `keep()` synced it. Every failure is a storage error (a full disk, say).
+final class NewStoreFile {
+    let url: URL
+    private let fd: Int32
+    private var kept = false
+
+    init(_ url: URL) throws {
+        self.url = url
+        fd = open(url.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw DataSourceError.storeWrite(errno: errno) }
+    }
+
+    func write(_ bytes: UnsafeRawPointer, count: Int) throws {
+        var written = 0
+        while written < count {
+            let n = Foundation.write(fd, bytes + written, count - written)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw DataSourceError.storeWrite(errno: errno)
+            }
+            written += n
+        }
+    }
+
+    /// Syncs the file and keeps it.
+    func keep() throws {
+        guard fsync(fd) == 0 || errno == EINVAL else { throw DataSourceError.storeWrite(errno: errno) }
+        kept = true
+    }
+
+    deinit {
+        close(fd)
+        if !kept { unlink(url.path) }
     }
 }

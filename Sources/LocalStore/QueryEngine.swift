@@ -291,6 +291,11 @@ final class QueryEngine: Sendable {
         Self.indexBuilds.sync {}
     }
 
+    /// A column of a raw SQLite statement's current row, made JSON the same way.
+    static func json(sqliteStatement: OpaquePointer, index: Int32, type: ColumnType) -> JSONValue {
+        json(DatabaseValue(sqliteStatement: sqliteStatement, index: index), type: type)
+    }
+
     static func json(_ value: DatabaseValue, type: ColumnType) -> JSONValue {
         switch value.storage {
         case .null: return .null

@@ -87,17 +87,9 @@ enum SQLQueryEngine {
                 throw SQLQuery.invalid("the result is larger than \(maxResultBytes >> 20) MiB; ask for fewer rows or columns")
             }
         }
-        var names: [String] = []
-        for index in 0..<count {
-            let base = sqlite3_column_name(statement, Int32(index)).map { String(cString: $0) } ?? "column_\(index + 1)"
-            var name = base
-            var suffix = 2
-            while names.contains(name) {
-                name = "\(base)_\(suffix)"
-                suffix += 1
-            }
-            names.append(name)
-        }
+        let names = IngestionPipeline.uniqueNames((0..<count).map { index in
+            sqlite3_column_name(statement, Int32(index)).map { String(cString: $0) } ?? "column_\(index + 1)"
+        })
         for index in 0..<count where origins[index] == nil {
             origins[index] = inferredType(rows.lazy.map { $0[index] })
         }
@@ -124,12 +116,13 @@ enum SQLQueryEngine {
         for (index, source) in sources.enumerated() {
             let uri = "file:" + (source.path.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "?#%"))) ?? source.path) + "?mode=ro"
             try execute(db, "ATTACH DATABASE '\(uri.replacingOccurrences(of: "'", with: "''"))' AS s\(index)")
-            let select = source.columns.enumerated().map { position, column in
-                let expression = column.type == .datetime ? "ds_datetime(c\(position))" : "c\(position)"
+            let select: String = source.columns.enumerated().map { position, column -> String in
+                let expression: String = column.type == .datetime ? "ds_datetime(c\(position))" : "c\(position)"
                 return "\(expression) AS \(quoted(column.name))"
             }.joined(separator: ", ")
             for name in source.names {
-                guard sqlite3_exec(db, "CREATE TEMP VIEW \(quoted(name)) AS SELECT \(select.isEmpty ? "NULL AS empty" : select) FROM s\(index).rows", nil, nil, nil) == SQLITE_OK else {
+                let view: String = "CREATE TEMP VIEW \(quoted(name)) AS SELECT \(select.isEmpty ? "NULL AS empty" : select) FROM s\(index).rows"
+                guard sqlite3_exec(db, view, nil, nil, nil) == SQLITE_OK else {
                     throw DataSourceError.invalidParameter("sources", value: .string(name), reason: "cannot name a source: \(message(db))")
                 }
             }
@@ -236,25 +229,10 @@ enum SQLQueryEngine {
         return sources[sourceIndex].columns[position].type
     }
 
+    /// Stored values become JSON as `data` makes them (`QueryEngine.json`); a computed
+    /// column's values keep their storage class.
     private static func value(_ statement: OpaquePointer, _ index: Int, type: ColumnType?) -> JSONValue {
-        let column = Int32(index)
-        switch sqlite3_column_type(statement, column) {
-        case SQLITE_NULL:
-            return .null
-        case SQLITE_INTEGER:
-            let integer = sqlite3_column_int64(statement, column)
-            return type == .boolean ? .bool(integer != 0) : .int(integer)
-        case SQLITE_FLOAT:
-            let double = sqlite3_column_double(statement, column)
-            return type == .datetime ? .string(ISO8601DateTime.format(double)) : .double(double)
-        case SQLITE_BLOB:
-            let count = Int(sqlite3_column_bytes(statement, column))
-            guard count > 0, let bytes = sqlite3_column_blob(statement, column) else { return .string("") }
-            return .string(Data(bytes: bytes, count: count).base64EncodedString())
-        default:
-            guard let text = sqlite3_column_text(statement, column) else { return .null }
-            return .string(String(cString: text))
-        }
+        QueryEngine.json(sqliteStatement: statement, index: Int32(index), type: type ?? .string)
     }
 
     /// A computed column's type, from its values: numbers, ISO dates or date-times, else text.

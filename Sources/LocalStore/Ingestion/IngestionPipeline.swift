@@ -223,11 +223,16 @@ final class IngestionPipeline {
 
     /// Blank names become `column_N`; repeated names get `_2`, `_3`.
     static func cleanNames(_ raw: [String]) -> [String] {
+        uniqueNames(raw.enumerated().map { index, name in
+            let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
+            return trimmed.isEmpty ? "column_\(index + 1)" : trimmed
+        })
+    }
+
+    /// A name met again gets `_2`, `_3`, … (header names, and the columns of a SQL answer).
+    static func uniqueNames(_ names: [String]) -> [String] {
         var used = Set<String>()
-        var result: [String] = []
-        for (index, name) in raw.enumerated() {
-            var base = name.trimmingCharacters(in: .whitespacesAndNewlines)
-            if base.isEmpty { base = "column_\(index + 1)" }
+        return names.map { base in
             var candidate = base
             var suffix = 2
             while used.contains(candidate) {
@@ -235,9 +240,8 @@ final class IngestionPipeline {
                 suffix += 1
             }
             used.insert(candidate)
-            result.append(candidate)
+            return candidate
         }
-        return result
     }
 
     private func load(_ reader: any RecordReader, layout: TableLayout, names: [String], decisions: [ColumnDecision]) throws -> IngestionResult {
