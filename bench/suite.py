@@ -134,7 +134,9 @@ def ratio(a, b):
 
 
 def bold_ratio(r):
-    return "–" if r != r else f"**{r:.2f}**"
+    if r != r:
+        return "–"
+    return f"**{r:.1f}**" if r >= 10 else f"**{r:.2f}**" if r >= 0.1 else f"**{r:.2g}**"
 
 
 def verdict(ok):
@@ -335,7 +337,8 @@ def ingest_sqlite3(csv_path, workdir):
 
 
 DUCK_LOAD = (
-    "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); t = time.perf_counter(); "
+    "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); con.execute('SET enable_progress_bar = false'); "
+    "t = time.perf_counter(); "
     "con.execute('CREATE TABLE t AS SELECT * FROM read_csv_auto(?)', [sys.argv[2]]); con.close(); "
     "print(time.perf_counter() - t)")
 
@@ -345,7 +348,7 @@ def ingest_duckdb(csv_path, workdir):
     _, peak, out = run_measured([sys.executable, "-c", DUCK_LOAD, str(db), str(csv_path)])
     db.unlink(missing_ok=True)
     Path(str(db) + ".wal").unlink(missing_ok=True)
-    return float(out.strip()), peak
+    return float(out.strip().splitlines()[-1]), peak
 
 
 def ingest_sqlite_utils(csv_path, workdir):
@@ -384,6 +387,8 @@ def run_ingest(cfg, args, peers, workdir, results):
         for r in range(rounds):
             order = tools[r % len(tools):] + tools[:r % len(tools)]  # rotate who goes first
             for tool in order:
+                if tool == "sqlite-utils" and r >= 3:
+                    continue  # seconds per 100,000 rows: three rounds are enough
                 if tool == "agent":
                     elapsed, peak, got = ingest_agent(args.agent, path, workdir)
                     assert got == rows, f"agent loaded {got} rows of {rows}"
@@ -448,6 +453,7 @@ def run_queries(cfg, args, peers, workdir, results):
     ids = [agent.upload(csv_path)[0] for _ in range(cfg.cold_rounds)]
     agent.close()
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     con.execute("CREATE TABLE t AS SELECT * FROM read_csv_auto(?)", [str(csv_path)])
     expected_total = con.execute(f"SELECT count(*) FROM t WHERE {FILTER_SQL}").fetchone()[0]
 
@@ -471,61 +477,49 @@ def run_queries(cfg, args, peers, workdir, results):
                 entry["mismatch"] += 1
             print(f"  cold sort {col}: agent {ms:.0f} ms, DuckDB {duck.median:.1f} ms", file=sys.stderr, flush=True)
 
-    # Warm: one agent process, the first source; every agent call is followed by DuckDB's.
+    # Warm: one agent process, the first source. The first call of each kind starts whatever
+    # the agent builds in the background; once it is idle, Datasette gets a copy of the row
+    # file, and every agent call is followed by DuckDB's and (for the first few) Datasette's.
     agent = Agent.start(args.agent, store)
     agent.initialize()
     id = ids[0]
     warm = q["warm"]
+    filtered = {"datasourceId": id, "filter": FILTER, "sort": "price", "order": "desc", "limit": 50}
+    depth = rows // 2
+    deep = agent.call("datasources/data", {"datasourceId": id, "sort": "price", "limit": 50, "page": depth // 50})
+    deep_cursor = deep["pagination"]["nextCursor"]
+    last_price, last_id = con.execute(f"SELECT price, id FROM t ORDER BY price, id LIMIT 1 OFFSET {depth - 1}").fetchone()
+    group_sql = 'SELECT category, count(*) AS n, avg(price) AS mean FROM "{}" GROUP BY category ORDER BY category'
+    agent.call("datasources/data", filtered)
+    first_ms, first = agent_timed(agent, "datasources/query", {"sql": group_sql.format(id)})
+    q["group first"] = first_ms
+    agent.wait_idle()
+    datasette = Datasette(store, id, rows, expected_total, q["notes"]) if "datasette" in peers else None
 
     def pair(name, agent_fn, duck_fn, repeat):
         agent_fn()
         duck_fn()
-        agent.wait_idle()  # index builds the first call started
-        a, d = Samples(), Samples()
-        for _ in range(repeat):
+        a, d, ds = Samples(), Samples(), Samples()
+        if datasette:
+            datasette.check(name)
+        for i in range(repeat):
             a.add(agent_fn())
             d.add(duck_fn())
+            if datasette and i < cfg.datasette_repeat:
+                ds.add(datasette.fetch(name))
         warm[name] = {"agent": a, "duckdb": d}
-
-    filtered = {"datasourceId": id, "filter": FILTER, "sort": "price", "order": "desc", "limit": 50}
+        if datasette:
+            warm[name]["datasette"] = ds
 
     def agent_filtered():
         ms, page = agent_timed(agent, "datasources/data", filtered)
         assert len(page["data"]) == 50 and page["pagination"]["total"] == expected_total
         return ms
 
-    pair("filtered", agent_filtered,
-         lambda: duck_page(con, f"WHERE {FILTER_SQL}", "price DESC NULLS LAST, id")[0], cfg.warm_repeat)
-
-    depth = rows // 2
-    deep = agent.call("datasources/data", {"datasourceId": id, "sort": "price", "limit": 50, "page": depth // 50})
-    deep_cursor = deep["pagination"]["nextCursor"]
-    last_price, last_id = con.execute(f"SELECT price, id FROM t ORDER BY price, id LIMIT 1 OFFSET {depth - 1}").fetchone()
-
     def agent_deep():
         ms, page = agent_timed(agent, "datasources/data", {"datasourceId": id, "sort": "price", "limit": 50, "cursor": deep_cursor})
         assert len(page["data"]) == 50
         return ms
-
-    pair("deep cursor", agent_deep,
-         lambda: duck_page(con, "WHERE price > ? OR (price = ? AND id > ?)", "price, id", (last_price, last_price, last_id), "")[0],
-         cfg.warm_repeat)
-    deep_page = agent.call("datasources/data", {"datasourceId": id, "sort": "price", "limit": 50, "cursor": deep_cursor})["data"]
-    duck_deep = con.execute("SELECT id FROM t WHERE price > ? OR (price = ? AND id > ?) ORDER BY price, id LIMIT 50",
-                            [last_price, last_price, last_id]).fetchall()
-    if [r["id"] for r in deep_page] != [r[0] for r in duck_deep]:
-        q["notes"].append("the deep cursor page's rows differ from DuckDB's keyset page")
-
-    shallow_cursor = agent.call("datasources/data", {"datasourceId": id, "limit": 50})["pagination"]["nextCursor"]
-    warm["shallow cursor"] = {"agent": Samples()}
-    warm["get"] = {"agent": Samples()}
-    for _ in range(cfg.warm_repeat):
-        warm["shallow cursor"]["agent"].add(agent_timed(agent, "datasources/data", {"datasourceId": id, "limit": 50, "cursor": shallow_cursor})[0])
-        warm["get"]["agent"].add(agent_timed(agent, "datasources/get", {"datasourceId": id})[0])
-
-    group_sql = 'SELECT category, count(*) AS n, avg(price) AS mean FROM "{}" GROUP BY category ORDER BY category'
-    first_ms, first = agent_timed(agent, "datasources/query", {"sql": group_sql.format(id)})
-    q["group first"] = first_ms
 
     def agent_group():
         ms, result = agent_timed(agent, "datasources/query", {"sql": group_sql.format(id)})
@@ -537,66 +531,93 @@ def run_queries(cfg, args, peers, workdir, results):
         con.execute(group_sql.format("t").replace('"t"', "t")).fetchall()
         return ms_since(started)
 
-    pair("group by", agent_group, duck_group, cfg.group_repeat)
+    try:
+        print("queries: warm pairs", file=sys.stderr, flush=True)
+        pair("filtered", agent_filtered,
+             lambda: duck_page(con, f"WHERE {FILTER_SQL}", "price DESC NULLS LAST, id")[0], cfg.warm_repeat)
+        pair("deep cursor", agent_deep,
+             lambda: duck_page(con, "WHERE price > ? OR (price = ? AND id > ?)", "price, id", (last_price, last_price, last_id), "")[0],
+             cfg.warm_repeat)
+        pair("group by", agent_group, duck_group, cfg.group_repeat)
+    finally:
+        if datasette:
+            datasette.close()
+
+    deep_page = agent.call("datasources/data", {"datasourceId": id, "sort": "price", "limit": 50, "cursor": deep_cursor})["data"]
+    duck_deep = con.execute("SELECT id FROM t WHERE price > ? OR (price = ? AND id > ?) ORDER BY price, id LIMIT 50",
+                            [last_price, last_price, last_id]).fetchall()
+    if [r["id"] for r in deep_page] != [r[0] for r in duck_deep]:
+        q["notes"].append("the deep cursor page's rows differ from DuckDB's keyset page")
     duck_groups = con.execute(group_sql.format("t").replace('"t"', "t")).fetchall()
     if [(r["category"], r["n"]) for r in first["rows"]] != [(c, n) for c, n, _ in duck_groups] or any(
             abs(r["mean"] - m) > 1e-6 for r, (_, _, m) in zip(first["rows"], duck_groups)):
         q["notes"].append("the GROUP BY answer differs from DuckDB's")
-    agent.close()
 
-    if "datasette" in peers:
-        run_datasette(cfg, store, id, rows, expected_total, q)
+    shallow_cursor = agent.call("datasources/data", {"datasourceId": id, "limit": 50})["pagination"]["nextCursor"]
+    warm["shallow cursor"] = {"agent": Samples()}
+    warm["get"] = {"agent": Samples()}
+    for _ in range(cfg.warm_repeat):
+        warm["shallow cursor"]["agent"].add(agent_timed(agent, "datasources/data", {"datasourceId": id, "limit": 50, "cursor": shallow_cursor})[0])
+        warm["get"]["agent"].add(agent_timed(agent, "datasources/get", {"datasourceId": id})[0])
+    agent.close()
     con.close()
 
 
-def run_datasette(cfg, store, id, rows, expected_total, q):
-    """Datasette serves a copy of the agent's own row file (same rows, same indexes, the
+class Datasette:
+    """Datasette serving a copy of the agent's own row file (same rows, same indexes, the
     background-built ones included) with --immutable; the same requests over HTTP."""
-    print("queries: Datasette", file=sys.stderr, flush=True)
-    db = store.parent / "rows.db"
-    db.unlink(missing_ok=True)
-    src = sqlite3.connect(f"file:{store / 'tables' / (id + '.sqlite')}?mode=ro", uri=True)
-    dst = sqlite3.connect(db)
-    src.backup(dst)
-    dst.execute("PRAGMA journal_mode=DELETE")
-    price, rowid = dst.execute(f"SELECT c4, rowid FROM rows ORDER BY c4, rowid LIMIT 1 OFFSET {rows // 2 - 1}").fetchone()
-    src.close()
-    dst.close()
-    port = free_port()
-    server = subprocess.Popen([venv_tool("datasette"), "serve", "--immutable", str(db), "--port", str(port),
-                               "--setting", "max_returned_rows", "1000", "--setting", "sql_time_limit_ms", "60000"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/rows"
-    urls = {
-        "filtered": f"{base}/rows.json?" + urllib.parse.urlencode({"_where": "c4 > 500 and c3 = 'Toys'", "_sort_desc": "c4", "_size": "50"}),
-        # Its `_next` tokens compare the sort value as text, which finds nothing on this table
-        # (columns declared without a type): the same keyset as SQL, with the total alongside.
-        "deep cursor": f"{base}.json?" + urllib.parse.urlencode({"sql": (
-            f"SELECT *, (SELECT count(*) FROM rows) AS total FROM rows WHERE c4 > {price!r} OR (c4 = {price!r} AND rowid > {rowid}) "
-            "ORDER BY c4, rowid LIMIT 50")}),
-        "group by": f"{base}.json?" + urllib.parse.urlencode({"sql": "SELECT c3 AS category, count(*) AS n, avg(c4) AS mean FROM rows GROUP BY c3 ORDER BY c3"}),
-    }
-    try:
-        for _ in range(300):
+
+    def __init__(self, store, id, rows, expected_total, notes):
+        self.expected_total, self.notes = expected_total, notes
+        db = store.parent / "rows.db"
+        db.unlink(missing_ok=True)
+        src = sqlite3.connect(f"file:{store / 'tables' / (id + '.sqlite')}?mode=ro", uri=True)
+        dst = sqlite3.connect(db)
+        src.backup(dst)  # includes what is still in the WAL
+        dst.execute("PRAGMA journal_mode=DELETE")
+        price, rowid = dst.execute(f"SELECT c4, rowid FROM rows ORDER BY c4, rowid LIMIT 1 OFFSET {rows // 2 - 1}").fetchone()
+        src.close()
+        dst.close()
+        port = free_port()
+        self.server = subprocess.Popen([venv_tool("datasette"), "serve", "--immutable", str(db), "--port", str(port),
+                                        "--setting", "max_returned_rows", "1000", "--setting", "sql_time_limit_ms", "60000"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}/rows"
+        self.urls = {
+            "filtered": f"{base}/rows.json?" + urllib.parse.urlencode({"_where": "c4 > 500 and c3 = 'Toys'", "_sort_desc": "c4", "_size": "50"}),
+            # Its `_next` tokens compare the sort value as text, which finds nothing on this table
+            # (columns declared without a type): the same keyset as SQL, with the total alongside.
+            "deep cursor": f"{base}.json?" + urllib.parse.urlencode({"sql": (
+                f"SELECT *, (SELECT count(*) FROM rows) AS total FROM rows WHERE c4 > {price!r} OR (c4 = {price!r} AND rowid > {rowid}) "
+                "ORDER BY c4, rowid LIMIT 50")}),
+            "group by": f"{base}.json?" + urllib.parse.urlencode({"sql": "SELECT c3 AS category, count(*) AS n, avg(c4) AS mean FROM rows GROUP BY c3 ORDER BY c3"}),
+        }
+        deadline = time.monotonic() + 60
+        while True:
             try:
                 urllib.request.urlopen(f"{base}.json", timeout=5).read()
                 break
             except OSError:
+                if time.monotonic() > deadline or self.server.poll() is not None:
+                    self.close()
+                    raise RuntimeError("Datasette did not start")
                 time.sleep(0.2)
-        for name, url in urls.items():
-            body = json.loads(urllib.request.urlopen(url, timeout=120).read())  # warm
-            got = len(body["rows"])
-            if got != (6 if name == "group by" else 50) or (name == "filtered" and body.get("filtered_table_rows_count") != expected_total):
-                q["notes"].append(f"Datasette's {name} answer looks wrong ({got} rows)")
-            s = Samples()
-            for _ in range(cfg.datasette_repeat):
-                started = time.perf_counter()
-                urllib.request.urlopen(url, timeout=120).read()
-                s.add(ms_since(started))
-            q["warm"][name]["datasette"] = s
-    finally:
-        server.terminate()
-        server.wait()
+
+    def check(self, name):
+        """One request, untimed (it warms Datasette's caches), whose answer is checked."""
+        body = json.loads(urllib.request.urlopen(self.urls[name], timeout=120).read())
+        got = len(body["rows"])
+        if got != (6 if name == "group by" else 50) or (name == "filtered" and body.get("filtered_table_rows_count") != self.expected_total):
+            self.notes.append(f"Datasette's {name} answer looks wrong ({got} rows)")
+
+    def fetch(self, name):
+        started = time.perf_counter()
+        urllib.request.urlopen(self.urls[name], timeout=120).read()
+        return ms_since(started)
+
+    def close(self):
+        self.server.terminate()
+        self.server.wait()
 
 
 # ---------------------------------------------------------------------------------------
@@ -782,11 +803,11 @@ def ingest_tables(results):
         sq = t["sqlite3"].median if "sqlite3" in t else float("nan")
         lines.append(f"**{f['label']}**, {f['mb']:.0f} MB, {f['rounds']} round{'s' if f['rounds'] > 1 else ''}")
         lines.append("")
-        lines.append("| tool | ratio to DuckDB | ratio to sqlite3 | seconds, median (min–max) | MB/s | rows/s | peak RSS MiB |")
-        lines.append("|---|---|---|---|---|---|---|")
+        lines.append("| tool | ratio to DuckDB | ratio to sqlite3 | seconds, median (min–max) | runs | MB/s | rows/s | peak RSS MiB |")
+        lines.append("|---|---|---|---|---|---|---|---|")
         for tool, s in t.items():
             med = s.median
-            lines.append(f"| {INGEST_TOOLS[tool]} | {bold_ratio(ratio(med, duck))} | {bold_ratio(ratio(med, sq))} | {spread(s)} | "
+            lines.append(f"| {INGEST_TOOLS[tool]} | {bold_ratio(ratio(med, duck))} | {bold_ratio(ratio(med, sq))} | {spread(s)} | {len(s)} | "
                          f"{f['mb'] / med:,.0f} | {f['rows'] / med:,.0f} | {p[tool].hi:,.0f} |")
         lines.append("")
     return lines
@@ -807,11 +828,12 @@ def query_tables(cfg, results):
     for col, e in q["cold"].items():
         lines.append(f"| `{col}` | {bold_ratio(ratio(e['agent'].median, e['duckdb'].median))} | {spread(e['agent'])} | "
                      f"{spread(e['duckdb'])} | {same_rows(e['mismatch'])} |")
-    lines += ["", f"**Warm**: one agent process, requests one at a time over stdio (NDJSON), each agent call followed "
-              f"by DuckDB's ({cfg.warm_repeat} pairs; GROUP BY {cfg.group_repeat}), after the first call and its "
-              f"background index build. Datasette serves a copy of the agent's row file (same rows and indexes) with "
-              f"`--immutable` over HTTP ({cfg.datasette_repeat} requests, after one warm-up; its table pages count the "
-              "filtered rows on every request). Milliseconds: median (min–max), p95.", "",
+    lines += ["", f"**Warm**: one agent process, requests one at a time over stdio (NDJSON), after the first call of "
+              f"each kind and the background work it started. Each agent call is followed by DuckDB's "
+              f"({cfg.warm_repeat} pairs; GROUP BY {cfg.group_repeat}) and, for the first {cfg.datasette_repeat}, by "
+              "Datasette's: it serves a copy of the agent's row file (same rows, same indexes) with `--immutable` over "
+              "HTTP, one untimed warm-up request first; its table pages count the filtered rows on every request. "
+              "Milliseconds: median (min–max), and p95 where there are 20 samples or more.", "",
               "| request | agent / DuckDB | agent / Datasette | agent | DuckDB | Datasette |", "|---|---|---|---|---|---|"]
     labels = {
         "filtered": f"filtered + sorted page (`{FILTER}`, sort price desc, limit 50) + count",
@@ -826,7 +848,7 @@ def query_tables(cfg, results):
             continue
         a = e["agent"]
         d, ds = e.get("duckdb"), e.get("datasette")
-        cell = lambda s: f"{spread(s)}, p95 {num(s.p95())}" if s else "–"
+        cell = lambda s: (f"{spread(s)}, p95 {num(s.p95())}" if len(s) >= 20 else spread(s)) if s else "–"
         lines.append(f"| {label} | {bold_ratio(ratio(a.median, d.median)) if d else '–'} | "
                      f"{bold_ratio(ratio(a.median, ds.median)) if ds else '–'} | {cell(a)} | {cell(d)} | {cell(ds)} |")
     lines += ["", f"The first `GROUP BY` call of the agent process: {q['group first']:.0f} ms."]
