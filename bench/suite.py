@@ -305,12 +305,6 @@ def ensure_big_csv(copies: int) -> Path:
     return path
 
 
-def count_rows(path: Path) -> int:
-    with path.open("rb") as f:
-        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-    return lines - 1  # the header; generated values never hold a newline
-
-
 # ---------------------------------------------------------------------------------------
 # Ingest
 
@@ -808,7 +802,7 @@ def ingest_tables(results):
         for tool, s in t.items():
             med = s.median
             lines.append(f"| {INGEST_TOOLS[tool]} | {bold_ratio(ratio(med, duck))} | {bold_ratio(ratio(med, sq))} | {spread(s)} | {len(s)} | "
-                         f"{f['mb'] / med:,.0f} | {f['rows'] / med:,.0f} | {p[tool].hi:,.0f} |")
+                         f"{num(f['mb'] / med)} | {f['rows'] / med:,.0f} | {p[tool].hi:,.0f} |")
         lines.append("")
     return lines
 
@@ -882,18 +876,24 @@ def chart(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = {"agent": "datasource-agent", "duckdb": "DuckDB read_csv_auto", "sqlite3": "sqlite3 .import", "sqlite-utils": "sqlite-utils insert --csv"}
+    names = {"agent": ("datasource-agent", "tab:blue"), "duckdb": ("DuckDB read_csv_auto", "tab:orange"),
+             "sqlite3": ("sqlite3 .import", "tab:green"), "sqlite-utils": ("sqlite-utils insert --csv", "tab:red")}
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    for tool, label in names.items():
+    for tool, (label, color) in names.items():
         points = [(f["mb"], f["mb"] / f["time"][tool].median, f["mb"] / f["time"][tool].hi, f["mb"] / f["time"][tool].lo)
                   for f in results["ingest"] if tool in f["time"]]
         if not points:
             continue
         xs, ys, lows, highs = zip(*points)
         ax.errorbar(xs, ys, yerr=[[y - lo for y, lo in zip(ys, lows)], [hi - y for y, hi in zip(ys, highs)]],
-                    marker="o", capsize=3, label=label, linewidth=2 if tool == "agent" else 1.2)
+                    marker="o", capsize=3, label=label, color=color, linewidth=2 if tool == "agent" else 1.2)
     ax.set_xscale("log")
-    ax.set_xlabel("CSV file size, MB (log scale)")
+    sizes = [f["mb"] for f in results["ingest"]]
+    ax.set_xticks(sizes, [f"{f['mb']:,.0f} MB\n{f['rows']:,} rows" if f["mb"] >= 2 else f"{f['mb']:.1f} MB\n{f['rows']:,} rows"
+                          for f in results["ingest"]])
+    ax.minorticks_off()
+    ax.set_xlim(min(sizes) / 1.6, max(sizes) * 1.6)
+    ax.set_xlabel("CSV file size (log scale)")
     ax.set_ylabel("ingest throughput, MB/s (median; bars: min–max)")
     ax.set_title("Ingest throughput against file size (bench/gen_csv.py files, 10 columns)")
     ax.grid(True, which="both", alpha=0.3)
