@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import socket
 import sqlite3
@@ -370,7 +371,7 @@ def run_ingest(cfg, args, peers, workdir, results):
     if cfg.big_copies:
         path = ensure_big_csv(cfg.big_copies)
         tools = ["agent"] + [t for t in ("duckdb", "sqlite3") if t in peers]
-        plan.append((f"{cfg.big_copies * 1_000_000:,} rows (~1 GB, peak memory)", path, cfg.big_copies * 1_000_000, 1, tools))
+        plan.append((f"{cfg.big_copies * 1_000_000:,} rows, ~1 GB", path, cfg.big_copies * 1_000_000, 1, tools))
     files = []
     for label, path, rows, rounds, tools in plan:
         size_mb = path.stat().st_size / 1e6
@@ -910,13 +911,14 @@ def chart(results, path):
 
 
 def report(cfg, args, env, results, started, finished, chart_path):
-    cmd = " ".join(["bench/suite.py"] + args.argv_for_report)
+    cmd = shlex.join(["bench/suite.py"] + args.argv_for_report)
     lines = [BEGIN, "", f"## Latest suite run ({cfg.mode})", "",
              f"`{cmd}` on {started:%Y-%m-%d}, {started:%H:%M}–{finished:%H:%M} UTC. Ratios are agent / peer of "
              "medians (below 1: the agent is faster, except for requests per second); pairs ran alternately "
              "in one run. The machine is shared and noisy: compare rows of one run, not runs with each other.", "",
              "| machine | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in env["machine"]]
+    lines.append(f"| load average at end | {' '.join(f'{x:.2f}' for x in os.getloadavg())} |")
     lines += ["", "| version | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in env["versions"]]
     lines += ["", "### Goals (issue 12)", ""] + goals_table(cfg, results)
@@ -928,8 +930,8 @@ def report(cfg, args, env, results, started, finished, chart_path):
                   "`datasources/statusChanged` (copy of the original, detection, type inference, cleaning, typed "
                   "load, fsync, publish); DuckDB's is the `CREATE TABLE … AS SELECT * FROM read_csv_auto(…)` "
                   "statement inside its process; sqlite3's and sqlite-utils' are their whole commands (process "
-                  "start included). Peak RSS: the agent's `VmHWM`; the others' `ru_maxrss` from `wait4` (DuckDB's "
-                  "includes the Python interpreter that hosts it). Tools take turns, the first of each round rotating.", ""]
+                  "start included). Peak RSS: the agent's `VmHWM`; the others' maximum resident set from `/usr/bin/time` "
+                  "(DuckDB's includes the Python interpreter that hosts it). Tools take turns, the first of each round rotating.", ""]
         lines += ingest_tables(results)
         if chart_path:
             rel = os.path.relpath(chart_path, Path(args.results).parent)
