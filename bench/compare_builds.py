@@ -8,7 +8,6 @@ ratio after/before (below 1 is faster).
     python bench/compare_builds.py BEFORE_BINARY AFTER_BINARY [--rows 300000] [--rounds 3]
 """
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -17,45 +16,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-class Agent:
-    def __init__(self, binary, store):
-        self.proc = subprocess.Popen([binary, "--store", str(store)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self.next_id = 0
-
-    def send(self, method, params):
-        self.next_id += 1
-        message = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}
-        self.proc.stdin.write((json.dumps(message) + "\n").encode())
-        self.proc.stdin.flush()
-        return self.next_id
-
-    def wait_for(self, predicate):
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise EOFError("agent exited")
-            message = json.loads(line)
-            if predicate(message):
-                return message
-
-    def call(self, method, params):
-        id = self.send(method, params)
-        reply = self.wait_for(lambda m: m.get("id") == id)
-        if "error" in reply:
-            raise RuntimeError(reply["error"])
-        return reply["result"]
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+from suite import Agent  # noqa: E402  (the suite's stdio client)
 
 
 def measure(binary, csv_path):
     store = Path(tempfile.mkdtemp()) / "store"
     started = time.perf_counter()
-    agent = Agent(binary, store)
+    agent = Agent.start(binary, store)
     agent.call("initialize", {})
     startup = (time.perf_counter() - started) * 1000
     trips = []
