@@ -102,9 +102,6 @@ final class QueryEngine: Sendable {
             page = cursor!.page
         }
         let queue = try connection(query.datasourceId)
-        if let sortIndex {
-            if let pool = queue as? DatabasePool { ensureIndex(pool, id: query.datasourceId, column: sortIndex, order: order) }
-        }
 
         // The returned columns (all, or those asked for, in that order), then the sort column
         // if it is not among them: the keyset needs its value.
@@ -132,6 +129,12 @@ final class QueryEngine: Sendable {
         let segments = sortKeys.count > 1
             ? [Self.multiColumnSegment(sortKeys, cursor: cursor)]
             : Self.segments(sortColumn: sortIndex, order: order, cursor: cursor)
+        // A filter's first count is a second scan: on a pool it runs on another reader beside
+        // the page's scan, so that a cold page costs one scan's time on two cores, not two.
+        var concurrentCount: ConcurrentCount?
+        if !whereSQL.isEmpty, countCache.withLock({ $0[cursorScope] }) == nil, let pool = queue as? DatabasePool {
+            concurrentCount = ConcurrentCount(pool, sql: "SELECT count(*) FROM rows WHERE \(whereSQL)", arguments: arguments)
+        }
 
         let (rows, lastKey, hasMore, total): ([[JSONValue]], ([DatabaseValue], Int64)?, Bool, Int) = try queue.read { db in
             var rows: [[JSONValue]] = []
@@ -177,13 +180,21 @@ final class QueryEngine: Sendable {
             } else if let cached = countCache.withLock({ $0[cursorScope] }) {
                 total = cached
             } else {
-                total = try Int.fetchOne(db, sql: "SELECT count(*) FROM rows WHERE \(whereSQL)", arguments: StatementArguments(arguments)) ?? 0
+                if let concurrentCount {
+                    total = try concurrentCount.value()
+                } else {
+                    total = try Int.fetchOne(db, sql: "SELECT count(*) FROM rows WHERE \(whereSQL)", arguments: StatementArguments(arguments)) ?? 0
+                }
                 countCache.withLock { cache in
                     if cache.count > 1000 { cache.removeAll() }
                     cache[cursorScope] = total
                 }
             }
             return (rows, lastKey, hasMore, total)
+        }
+        // Built after the answer, so that the build does not take the second core from it.
+        if let sortIndex, let pool = queue as? DatabasePool {
+            ensureIndex(pool, id: query.datasourceId, column: sortIndex, order: order)
         }
         var nextCursor: String?
         if hasMore, let lastKey {
@@ -192,6 +203,25 @@ final class QueryEngine: Sendable {
         return DataPage(
             columns: returned.map { DataColumn(name: columns[$0].name, type: columns[$0].type) }, rows: rows,
             pagination: Pagination(page: page, limit: query.limit, total: total, nextCursor: nextCursor))
+    }
+
+    /// A count started on a thread of its own; `value()` waits for it.
+    final class ConcurrentCount: @unchecked Sendable {
+        // Written once by the counting thread before `done` is signalled, read after.
+        private var result: Result<Int, any Error> = .success(0)
+        private let done = DispatchSemaphore(value: 0)
+
+        init(_ pool: DatabasePool, sql: String, arguments: [DatabaseValue]) {
+            DispatchQueue.global(qos: .userInitiated).async { [self] in
+                result = Result { try pool.read { db in try Int.fetchOne(db, sql: sql, arguments: StatementArguments(arguments)) ?? 0 } }
+                done.signal()
+            }
+        }
+
+        func value() throws -> Int {
+            done.wait()
+            return try result.get()
+        }
     }
 
     struct Segment {
