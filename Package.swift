@@ -59,6 +59,21 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The Claro v2 REST face (serve-http): routes over the method descriptors, Bearer keys,
+        // rate limits, multipart uploads; knows no store.
+        .target(
+            name: "RESTFace",
+            dependencies: [
+                "AgentService",
+                "DataSourceDomain",
+                "DownloadListener",
+                "JSONKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         // Maps method descriptors onto JSON-RPC, MCP tools and notifications; the lifecycle.
         .target(
             name: "AgentService",
@@ -78,6 +93,7 @@ let package = Package(
                 "LocalStore",
                 "DownloadListener",
                 "AgentService",
+                "RESTFace",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
