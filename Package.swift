@@ -105,6 +105,7 @@ let package = Package(
         .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC", "JSONKit"], swiftSettings: strict),
         .testTarget(name: "DataSourceDomainTests", dependencies: ["DataSourceDomain", "JSONKit"], swiftSettings: strict),
         .testTarget(name: "LocalStoreTests", dependencies: ["LocalStore", "DataSourceDomain"], swiftSettings: strict),
+        .testTarget(name: "RESTFaceTests", dependencies: ["RESTFace", "AgentService", "JSONKit"], swiftSettings: strict),
         .testTarget(
             name: "AgentServiceTests",
             dependencies: ["AgentService", "JSONRPC", "DataSourceDomain", "JSONKit", .product(name: "Logging", package: "swift-log")],

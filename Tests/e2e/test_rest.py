@@ -114,7 +114,7 @@ def rest(tmp_path_factory):
     revoked = create_key(store, "read", "gone")
     revoked_id = next(k["id"] for k in json.loads(keys(store, "list").stdout) if k["name"] == "gone")
     keys(store, "revoke", revoked_id)
-    server = RestServer(store, "--rate-limit", "100000", "--max-upload-bytes", "2000000")
+    server = RestServer(store, "--rate-limit", "100000", "--max-upload-bytes", "16000000")
     with server:
         yield SimpleNamespace(store=store, base=server.base, api=server.base + "/api/v2", write=write, read=read,
                               revoked=revoked, server=server)
@@ -242,8 +242,14 @@ def test_processing_error_as_documented(rest, tmp_path):
         reply = upload(rest, f, name="big.csv")
     assert reply.status_code == 201 and reply.json()["status"] == "processing"
     datasource_id = reply.json()["datasourceId"]
-    response = run_python(BLOCKS["Get Data Source Data"]["Python"], rest.base, rest.read, datasource_id)
-    assert response.status_code == 409
+    # estimatedCompletion is null until processing has measured its rate (protocol/README.md).
+    deadline = time.time() + 5
+    while True:
+        response = run_python(BLOCKS["Get Data Source Data"]["Python"], rest.base, rest.read, datasource_id)
+        assert response.status_code == 409, response.text
+        if response.json()["details"]["estimatedCompletion"] is not None or time.time() > deadline:
+            break
+        time.sleep(0.05)
     conforms(response.json(), [example("Get Data Source Data", "Processing Error")])
     assert response.json()["details"]["status"] == "processing"
     assert http("DELETE", f"{rest.api}/datasources/{datasource_id}", rest.write)[0] == 200
@@ -301,23 +307,23 @@ def test_upload_refusals(rest):
     url = f"{rest.api}/datasources"
     auth = {"Authorization": f"Bearer {rest.write}"}
     cases = [
-        (requests.post(url, headers=auth, data={"options": "{}"}, files={"other": ("a.csv", b"a\n1\n")}), "other"),
+        (requests.post(url, headers=auth, data={"options": "{}"}, files={"other": ("refused.csv", b"a\n1\n")}), "other"),
         (requests.post(url, headers=auth, files={"options": (None, "{}")}), "file"),
-        (requests.post(url, headers=auth, files={"file": ("a.csv", b"a\n1\n"), "options": (None, "{nope")}), "options"),
-        (requests.post(url, headers=auth, files={"file": ("a.csv", b"a\n1\n"), "options": (None, '{"delimiter": "ab"}')}),
+        (requests.post(url, headers=auth, files={"file": ("refused.csv", b"a\n1\n"), "options": (None, "{nope")}), "options"),
+        (requests.post(url, headers=auth, files={"file": ("refused.csv", b"a\n1\n"), "options": (None, '{"delimiter": "ab"}')}),
          "options.delimiter"),
-        (requests.post(url, headers=auth, files={"file": ("a.csv", b"a\n1\n"), "path": (None, "/etc/passwd")}), "path"),
+        (requests.post(url, headers=auth, files={"file": ("refused.csv", b"a\n1\n"), "path": (None, "/etc/passwd")}), "path"),
         (requests.post(url, headers={**auth, "Content-Type": "application/json"}, data=b'{"path": "/etc/passwd"}'), "body"),
     ]
     for response, parameter in cases:
         assert response.status_code == 400, response.text
         body = response.json()
         assert body["code"] == "INVALID_PARAMETERS" and body["details"]["parameter"] == parameter, body
-    too_big = requests.post(url, headers=auth, files={"file": ("big.csv", b"x" * 2_100_000)})
+    too_big = requests.post(url, headers=auth, files={"file": ("too-big.csv", b"x" * 16_100_000)})
     assert too_big.status_code == 413 and too_big.json()["code"] == "INVALID_PARAMETERS"
-    assert too_big.json()["details"]["max"] == 2_000_000
+    assert too_big.json()["details"]["max"] == 16_000_000
     listed = requests.get(url, headers=auth, params={"limit": 100}).json()["dataSources"]
-    assert "big.csv" not in [s["fileName"] for s in listed] and "a.csv" not in [s["fileName"] for s in listed]
+    assert not {"too-big.csv", "refused.csv"} & {s["fileName"] for s in listed}
 
 
 def test_query_string_values_are_validated_like_json_rpc(rest, products):
@@ -419,8 +425,9 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(rest, produc
         [cli, "run", f"{rest.api}/openapi.json", "--url", rest.base,
          "-H", f"Authorization: Bearer {rest.write}",
          "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
-         "--max-examples", "15", "--phases", "examples,fuzzing", "--mode", "positive", "--no-color",
-         "--seed", "1", "--request-timeout", "20"],
+         "--max-examples", "15", "--phases", "coverage,fuzzing", "--mode", "all", "--no-color",
+         "--seed", "1", "--request-timeout", "20", "--generation-database", "none"],
         capture_output=True, text=True, timeout=280, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
-    assert "No issues found" in done.stdout or "passed" in done.stdout.lower(), done.stdout[-3000:]
+    assert "Tested: 8" in done.stdout and " passed" in done.stdout, done.stdout[-3000:]
+    assert b" 500 " not in rest.server.stderr
