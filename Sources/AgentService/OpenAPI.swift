@@ -109,9 +109,11 @@ enum OpenAPIDocument {
             "headers": rateLimitHeaders,
             "content": ["application/json": ["schema": method.result]],
         ]
+        // Over HTTP any request may lack a key, carry a bad query string, or meet a failing store.
         var codes = method.errors
-        if !codes.contains(.unauthorized) { codes.append(.unauthorized) }
-        if !codes.contains(.invalidParameters) { codes.append(.invalidParameters) }
+        for code in [DataSourceError.Code.unauthorized, .invalidParameters, .storageError] where !codes.contains(code) {
+            codes.append(code)
+        }
         var byStatus: [Int: [DataSourceError.Code]] = [:]
         for code in codes { byStatus[code.httpStatus, default: []].append(code) }
         for (status, codes) in byStatus.sorted(by: { $0.key < $1.key }) {
