@@ -2,13 +2,15 @@
 loopback and only for a keyless store, --read-only, graceful SIGTERM."""
 from __future__ import annotations
 
+import signal
 import subprocess
+import threading
 import time
 
 import pytest
 import requests
 
-from agentproc import agent_binary
+from agentproc import Agent, agent_binary
 from restproc import RestServer, create_key, http
 
 
@@ -98,3 +100,36 @@ def test_bad_listen_and_taken_port(tmp_path):
         taken = subprocess.run([agent_binary(), "serve-http", "--store", str(store), "--listen", f"127.0.0.1:{port}"],
                                capture_output=True, text=True, timeout=30)
         assert taken.returncode == 1 and "serve-http stopped" in taken.stderr
+
+
+def test_sigterm_lets_a_request_in_flight_finish(tmp_path):
+    store = tmp_path / "store"
+    key = create_key(store, "write")
+    server = RestServer(store)
+    server.wait_listening()
+
+    def slow_body():
+        yield b'--B\r\nContent-Disposition: form-data; name="file"; filename="slow.csv"\r\n\r\na,b\n'
+        time.sleep(1.0)  # SIGTERM arrives meanwhile
+        yield b"1,2\n\r\n--B--\r\n"
+
+    result = {}
+    sender = threading.Thread(target=lambda: result.update(reply=requests.post(
+        f"{server.base}/api/v2/datasources", data=slow_body(), timeout=30,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "multipart/form-data; boundary=B"})))
+    sender.start()
+    time.sleep(0.4)
+    server.proc.send_signal(signal.SIGTERM)
+    sender.join(30)
+    assert result["reply"].status_code == 201, result["reply"].text
+    assert result["reply"].json()["fileName"] == "slow.csv"
+    assert server.proc.wait(timeout=30) == 0
+    # The upload it accepted is finished by whoever opens the store next.
+    with Agent(store) as agent:
+        agent.initialize({"processId": None, "capabilities": {}, "initializationOptions": {"apiKey": key}})
+        datasource_id = result["reply"].json()["datasourceId"]
+        deadline = time.time() + 30
+        while agent.call("datasources/get", {"datasourceId": datasource_id})["status"] == "processing":
+            assert time.time() < deadline
+            time.sleep(0.1)
+        assert agent.call("datasources/get", {"datasourceId": datasource_id})["rowCount"] == 1
