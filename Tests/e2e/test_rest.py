@@ -406,7 +406,7 @@ def test_openapi_is_the_committed_document(rest):
     committed = json.loads((ROOT / "protocol" / "openapi.json").read_text())
     status, _, served = http("GET", f"{rest.api}/openapi.json")
     assert status == 200
-    assert served == committed, "run: .build/debug/datasource-agent openapi > protocol/openapi.json"
+    assert served == committed, "run scripts/gen-openrpc and commit protocol/openapi.json"
     printed = subprocess.run([agent_binary(), "openapi"], capture_output=True, check=True).stdout
     assert printed == (ROOT / "protocol" / "openapi.json").read_bytes()
     assert served["openapi"].startswith("3.1")
