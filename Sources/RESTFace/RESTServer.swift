@@ -422,11 +422,19 @@ struct RESTMiddleware<Context: RequestContext>: RouterMiddleware {
             do {
                 response = try await next(request, context)
             } catch let error as HTTPError {
-                response = Self.body(
-                    status: error.status,
-                    ["error": .string(error.status.reasonPhrase),
-                     "code": .string(error.status == .notFound ? "NOT_FOUND" : "HTTP_\(error.status.code)"),
-                     "details": ["method": .string(request.method.rawValue), "path": .string(request.uri.path)]])
+                let details: JSONValue = ["method": .string(request.method.rawValue), "path": .string(request.uri.path)]
+                let allowed = error.status == .notFound ? Self.methods(allowedAt: request.uri.path) : []
+                if !allowed.isEmpty {
+                    response = Self.body(status: .methodNotAllowed, [
+                        "error": "Method not allowed", "code": "METHOD_NOT_ALLOWED", "details": details,
+                    ])
+                    response.headers[.allow] = allowed.joined(separator: ", ")
+                } else {
+                    response = Self.body(status: error.status, [
+                        "error": .string(error.status.reasonPhrase),
+                        "code": .string(error.status == .notFound ? "NOT_FOUND" : "HTTP_\(error.status.code)"), "details": details,
+                    ])
+                }
             } catch {
                 logger.error("\(request.method.rawValue) \(request.uri.path) failed: \(error)")
                 response = DownloadServer.json(DataSourceError(.storageError, details: ["reason": "the request failed inside the agent"]))
@@ -442,6 +450,20 @@ struct RESTMiddleware<Context: RequestContext>: RouterMiddleware {
         response.headers[.init("X-RateLimit-Remaining")!] = String(decision.remaining)
         response.headers[.init("X-RateLimit-Reset")!] = String(decision.reset)
         return response
+    }
+
+    /// The methods the API takes at a path that exists (for 405 and its Allow header).
+    static func methods(allowedAt path: String) -> [String] {
+        let segments = path.split(separator: "/")
+        var verbs: [String] = []
+        let routes = AgentService.restOperations.map { ($0.route.verb.rawValue, $0.route.fullPath) } + [("GET", HTTPRoute.prefix + "/openapi.json")]
+        for (verb, template) in routes {
+            let parts = template.split(separator: "/")
+            guard parts.count == segments.count else { continue }
+            let matches = zip(parts, segments).allSatisfy { part, segment in part.hasPrefix("{") || part == segment }
+            if matches, !verbs.contains(verb) { verbs.append(verb) }
+        }
+        return verbs
     }
 
     static func body(status: HTTPResponse.Status, _ value: JSONValue) -> Response {

@@ -389,6 +389,10 @@ def test_every_response_carries_rate_limit_headers(rest):
         assert int(headers["X-RateLimit-Reset"]) > time.time() - 1
     status, _, body = http("GET", f"{rest.api}/nowhere", rest.read)
     assert status == 404 and body["code"] == "NOT_FOUND" and set(body) == {"error", "code", "details"}
+    status, headers, body = http("DELETE", f"{rest.api}/datasources", rest.write)
+    assert status == 405 and body["code"] == "METHOD_NOT_ALLOWED" and headers["Allow"] == "GET, POST"
+    status, headers, body = http("PUT", f"{rest.api}/datasources/{uuid.uuid4()}", rest.write)
+    assert status == 405 and headers["Allow"] == "GET, DELETE" and "X-RateLimit-Remaining" in headers
 
 
 def test_stdio_agent_hears_of_a_rest_upload(rest):
@@ -424,7 +428,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(rest, produc
     done = subprocess.run(
         [cli, "run", f"{rest.api}/openapi.json", "--url", rest.base,
          "-H", f"Authorization: Bearer {rest.write}",
-         "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
+         "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance,unsupported_method",
          "--max-examples", "15", "--phases", "coverage,fuzzing", "--mode", "all", "--no-color",
          "--seed", "1", "--request-timeout", "20", "--generation-database", "none"],
         capture_output=True, text=True, timeout=280, cwd=tmp_path)
