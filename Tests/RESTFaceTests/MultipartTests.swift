@@ -91,3 +91,16 @@ import Testing
         #expect(throws: (any Error).self) { try data.params(path: [:], query: [("page", "1"), ("page", "2")], body: nil) }
     }
 }
+
+@Suite struct RateLimiterTests {
+    @Test func countsPerKeyPerWallClockMinute() {
+        let limiter = RateLimiter(limit: 2)
+        let start = 1_700_000_000.0 - 1_700_000_000.0.truncatingRemainder(dividingBy: 60) + 50  // 10 s before a minute turns
+        #expect(limiter.take("a", now: start) == .init(allowed: true, limit: 2, remaining: 1, reset: Int64(start) + 10, retryAfter: 10))
+        #expect(limiter.take("a", now: start + 1).remaining == 0)
+        let refused = limiter.take("a", now: start + 2)
+        #expect(!refused.allowed && refused.remaining == 0 && refused.retryAfter == 8)
+        #expect(limiter.take("b", now: start + 2).allowed)
+        #expect(limiter.take("a", now: start + 10).allowed, "a new minute starts a new count")
+    }
+}
