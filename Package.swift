@@ -59,6 +59,21 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The Claro v2 REST face (serve-http): routes over the method descriptors, Bearer keys,
+        // rate limits, multipart uploads; knows no store.
+        .target(
+            name: "RESTFace",
+            dependencies: [
+                "AgentService",
+                "DataSourceDomain",
+                "DownloadListener",
+                "JSONKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         // Maps method descriptors onto JSON-RPC, MCP tools and notifications; the lifecycle.
         .target(
             name: "AgentService",
@@ -78,6 +93,7 @@ let package = Package(
                 "LocalStore",
                 "DownloadListener",
                 "AgentService",
+                "RESTFace",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -89,6 +105,7 @@ let package = Package(
         .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC", "JSONKit"], swiftSettings: strict),
         .testTarget(name: "DataSourceDomainTests", dependencies: ["DataSourceDomain", "JSONKit"], swiftSettings: strict),
         .testTarget(name: "LocalStoreTests", dependencies: ["LocalStore", "DataSourceDomain"], swiftSettings: strict),
+        .testTarget(name: "RESTFaceTests", dependencies: ["RESTFace", "AgentService", "JSONKit"], swiftSettings: strict),
         .testTarget(
             name: "AgentServiceTests",
             dependencies: ["AgentService", "JSONRPC", "DataSourceDomain", "JSONKit", .product(name: "Logging", package: "swift-log")],

@@ -37,6 +37,8 @@ protocol DataSourceMethod: Sendable {
     static var params: [MethodDescription.Param] { get }
     static var result: JSONValue { get }
     static var errors: [DataSourceError.Code] { get }
+    /// How the REST face offers the method (§10); nil: not offered over HTTP.
+    static var http: HTTPRoute? { get }
     static func call(_ params: Params, backend: any DataSourceBackend, context: MethodCallContext) async throws -> RawJSON
 }
 
@@ -48,21 +50,43 @@ extension DataSourceMethod {
     static func register(in table: inout MethodTable, service: AgentService, credential: Credential) {
         table.register(name, params: Params.self) { params, context in
             try await mappingErrors {
-                if access == .write, service.configuration.readOnly {
-                    throw DataSourceError(.accessDenied, details: ["reason": "the agent runs with --read-only"])
-                }
-                try await service.authorize(access, method: name, credential: credential)
+                try await service.admit(access, method: name, key: credential.value)
                 return try await call(params, backend: service.backend, context: MethodCallContext(progress: context.progress))
             }
         }
     }
+
+    /// The REST face's call: the same guard as JSON-RPC (`--read-only`, then the key), then
+    /// the params decoded as strictly as JSON-RPC decodes them. Throws `DataSourceError` only.
+    static func invoke(_ params: JSONValue, service: AgentService, key: String?) async throws -> RawJSON {
+        try await service.admit(access, method: name, key: key)
+        let decoded: Params
+        do {
+            decoded = try ParamsDecoder.decode(Params.self, from: params, rejectUnknown: true)
+        } catch let failure as ParamsDecodingFailure {
+            throw failure.dataSourceError
+        }
+        return try await call(decoded, backend: service.backend, context: MethodCallContext(progress: nil))
+    }
 }
 
 extension AgentService {
+    /// Every face's guard before a method runs: `--read-only` refuses writes, then the key.
+    func admit(_ access: MethodAccess, method: String, key: String?) async throws {
+        if access == .write, configuration.readOnly {
+            throw DataSourceError(.accessDenied, details: ["reason": "the agent runs with --read-only"])
+        }
+        try await authorize(access, method: method, key: key)
+    }
+
+    func authorize(_ access: MethodAccess, method: String, credential: Credential) async throws {
+        try await authorize(access, method: method, key: credential.value)
+    }
+
     /// §10: with keys in the store, every data-source method, tool and resource needs one;
     /// a method that writes needs a write key.
-    func authorize(_ access: MethodAccess, method: String, credential: Credential) async throws {
-        switch try await backend.grant(forKey: credential.value) {
+    func authorize(_ access: MethodAccess, method: String, key: String?) async throws {
+        switch try await backend.grant(forKey: key) {
         case .open, .scoped(.write):
             return
         case .scoped(.read):
@@ -71,7 +95,7 @@ extension AgentService {
             }
         case .refused:
             throw DataSourceError(.unauthorized, details: [
-                "message": .string(credential.value == nil ? "API key missing" : "API key invalid or revoked"),
+                "message": .string(key == nil ? "API key missing" : "API key invalid or revoked"),
             ])
         }
     }

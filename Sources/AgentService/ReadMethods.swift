@@ -27,6 +27,7 @@ struct ListMethod: DataSourceMethod {
     ]
     static let result = Schema.listResult
     static let errors: [DataSourceError.Code] = [.invalidParameters, .unauthorized]
+    static let http: HTTPRoute? = .init(.get, "/datasources")
 
     static func call(_ params: Params, backend: any DataSourceBackend, context: MethodCallContext) async throws -> RawJSON {
         let query = ListQuery(
@@ -55,6 +56,7 @@ struct GetMethod: DataSourceMethod {
     ]
     static let result = Schema.details
     static let errors: [DataSourceError.Code] = [.datasourceNotFound, .invalidParameters, .unauthorized]
+    static let http: HTTPRoute? = .init(.get, "/datasources/{datasourceId}")
 
     static func call(_ params: Params, backend: any DataSourceBackend, context: MethodCallContext) async throws -> RawJSON {
         let id = try Validate.datasourceId(params.datasourceId)
@@ -104,6 +106,7 @@ struct DataMethod: DataSourceMethod {
     static let errors: [DataSourceError.Code] = [
         .datasourceNotFound, .processingInProgress, .processingFailed, .invalidParameters, .unauthorized, .storageError,
     ]
+    static let http: HTTPRoute? = .init(.get, "/datasources/{datasourceId}/data")
 
     static let filterGrammar = """
         Filter grammar: comparisons = == != <> > >= < <= ; CONTAINS, STARTSWITH, ENDSWITH (case-insensitive, text \
@@ -191,6 +194,7 @@ struct DownloadMethod: DataSourceMethod {
         "fileSize": Schema.integer(min: 0),
     ], required: ["downloadUrl", "fileName", "expiresAt", "fileSize"])
     static let errors: [DataSourceError.Code] = [.datasourceNotFound, .invalidParameters, .unauthorized]
+    static let http: HTTPRoute? = .init(.post, "/datasources/{datasourceId}/download", input: .jsonBody)
 
     static func call(_ params: Params, backend: any DataSourceBackend, context: MethodCallContext) async throws -> RawJSON {
         let id = try Validate.datasourceId(params.datasourceId)
@@ -231,6 +235,7 @@ struct QueryMethod: DataSourceMethod {
     static let errors: [DataSourceError.Code] = [
         .invalidParameters, .processingInProgress, .processingFailed, .unauthorized, .storageError,
     ]
+    static let http: HTTPRoute? = .init(.post, "/query", input: .jsonBody)
 
     static func call(_ params: Params, backend: any DataSourceBackend, context: MethodCallContext) async throws -> RawJSON {
         RawJSON(bytes: try await backend.query(try request(params)).jsonBytes())
@@ -303,6 +308,7 @@ struct ExportMethod: DataSourceMethod {
     static let errors: [DataSourceError.Code] = [
         .datasourceNotFound, .processingInProgress, .processingFailed, .invalidParameters, .unauthorized, .storageError,
     ]
+    static let http: HTTPRoute? = .init(.post, "/datasources/{datasourceId}/export", input: .jsonBody)
 
     static func call(_ params: Params, backend: any DataSourceBackend, context: MethodCallContext) async throws -> RawJSON {
         guard let format = ExportFormat(rawValue: params.format.lowercased()) else {

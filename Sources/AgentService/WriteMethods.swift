@@ -36,6 +36,7 @@ struct UploadMethod: DataSourceMethod {
     ]
     static let result = Schema.summary
     static let errors: [DataSourceError.Code] = [.invalidParameters, .accessDenied, .unauthorized, .storageError]
+    static let http: HTTPRoute? = .init(.post, "/datasources", input: .multipartUpload(fileParam: "path", fields: ["contentType", "options"]), successStatus: 201)
 
     static func call(_ params: Params, backend: any DataSourceBackend, context: MethodCallContext) async throws -> RawJSON {
         let request = try Self.request(params)
@@ -118,6 +119,7 @@ struct DeleteMethod: DataSourceMethod {
         "message": ["type": "string", "const": "Data source deleted successfully"], "datasourceId": Schema.uuid, "deletedAt": Schema.timestamp,
     ], required: ["message", "datasourceId", "deletedAt"])
     static let errors: [DataSourceError.Code] = [.datasourceNotFound, .accessDenied, .unauthorized, .storageError]
+    static let http: HTTPRoute? = .init(.delete, "/datasources/{datasourceId}")
 
     static func call(_ params: Params, backend: any DataSourceBackend, context: MethodCallContext) async throws -> RawJSON {
         RawJSON(try await backend.delete(try Validate.datasourceId(params.datasourceId)).json)

@@ -58,3 +58,26 @@ public struct DataSourceError: Error, Sendable, Equatable {
         DataSourceError(.processingFailed, details: ["datasourceId": .string(id.rawValue), "message": .string(message)])
     }
 }
+
+extension DataSourceError.Code {
+    /// The HTTP status of the Claro REST API: the REST face and the download listener answer
+    /// with it, and the remote backend reads it back.
+    public var httpStatus: Int {
+        switch self {
+        case .unauthorized: 401
+        case .accessDenied: 403
+        case .datasourceNotFound: 404
+        case .processingInProgress: 409
+        case .processingFailed: 422
+        case .invalidParameters: 400
+        case .storageError: 500
+        }
+    }
+}
+
+extension DataSourceError {
+    /// The Claro error body `{error, code, details}`.
+    public var claroBody: JSONValue {
+        ["error": .string(code.message), "code": .string(code.rawValue), "details": .object(details)]
+    }
+}

@@ -121,7 +121,10 @@ public final class DownloadServer: DownloadOrigin, Service {
         }
     }
 
-    static func serve(_ request: Request, context: BasicRequestContext, authority: any DownloadAuthority, headOnly: Bool) async throws -> Response {
+    /// A signed download link's answer; the REST face serves links on its own listener too.
+    public static func serve<Context: RequestContext>(
+        _ request: Request, context: Context, authority: any DownloadAuthority, headOnly: Bool
+    ) async throws -> Response {
         let query = request.uri.queryParameters
         let decision = authority.authorize(
             method: "GET", path: request.uri.path,
@@ -137,7 +140,7 @@ public final class DownloadServer: DownloadOrigin, Service {
     }
 
     /// An export's rows, streamed as they are read (no Content-Length: chunked).
-    static func serveExport(_ request: Request, authority: any DownloadAuthority) async throws -> Response {
+    public static func serveExport(_ request: Request, authority: any DownloadAuthority) async throws -> Response {
         let query = request.uri.queryParameters
         let decision = await authority.authorizeExport(
             path: request.uri.path, query: query.get(DownloadLinkShape.queryParameter),
@@ -158,7 +161,7 @@ public final class DownloadServer: DownloadOrigin, Service {
         }
     }
 
-    static func send(_ file: DownloadableFile, request: Request, context: BasicRequestContext, headOnly: Bool) async throws -> Response {
+    static func send<Context: RequestContext>(_ file: DownloadableFile, request: Request, context: Context, headOnly: Bool) async throws -> Response {
         var headers: HTTPFields = [
             .contentType: file.contentType,
             .contentDisposition: contentDisposition(file.fileName),
@@ -223,33 +226,11 @@ public final class DownloadServer: DownloadOrigin, Service {
     }
 
     /// A Claro error as HTTP: its status and the body `{error, code, details}`.
-    static func json(_ error: DataSourceError) -> Response {
+    public static func json(_ error: DataSourceError) -> Response {
         let bytes = error.claroBody.serialized()
         return Response(
             status: HTTPResponse.Status(code: error.code.httpStatus),
             headers: [.contentType: "application/json", .contentLength: String(bytes.count)],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
-    }
-}
-
-extension DataSourceError.Code {
-    /// The HTTP status of the Claro REST API.
-    var httpStatus: Int {
-        switch self {
-        case .unauthorized: 401
-        case .accessDenied: 403
-        case .datasourceNotFound: 404
-        case .processingInProgress: 409
-        case .processingFailed: 422
-        case .invalidParameters: 400
-        case .storageError: 500
-        }
-    }
-}
-
-extension DataSourceError {
-    /// The Claro error body `{error, code, details}`.
-    var claroBody: JSONValue {
-        ["error": .string(code.message), "code": .string(code.rawValue), "details": .object(details)]
     }
 }

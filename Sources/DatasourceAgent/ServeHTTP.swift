@@ -1,0 +1,154 @@
+import AgentService
+import ArgumentParser
+import DataSourceDomain
+import Foundation
+import JSONKit
+import LocalStore
+import Logging
+import RESTFace
+import ServiceLifecycle
+import UnixSignals
+
+/// `serve-http` (§10): the store as the Claro v2 REST API, next to any stdio agents on it.
+struct ServeHTTP: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve-http",
+        abstract: "Serve the store as the Claro v2 REST API (/api/v2/datasources…, Bearer keys, rate limits).",
+        discussion: """
+            Routes: GET /api/v2/datasources, GET|DELETE /api/v2/datasources/{id}, GET /api/v2/datasources/{id}/data, \
+            POST /api/v2/datasources/{id}/download, POST /api/v2/datasources/{id}/export, POST /api/v2/datasources \
+            (multipart: file, optional options JSON and contentType), POST /api/v2/query, GET /api/v2/openapi.json; \
+            signed links under /downloads/ and /exports/. Every request needs Authorization: Bearer KEY (keys create); \
+            the store must have a key unless --no-auth, which is accepted only on a loopback address. \
+            Prints "datasource-agent serve-http listening on http://HOST:PORT" to stderr once bound. \
+            See protocol/README.md (REST face).
+            """)
+
+    @OptionGroup var storeOptions: StoreOptions
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Address to listen on, HOST:PORT ([IPv6]:PORT); port 0 picks a free one (env DATASOURCE_AGENT_LISTEN; default 127.0.0.1:8080).",
+        valueName: "HOST:PORT"))
+    var listen: String?
+
+    @Flag(name: .long, help: "Serve a store that has no API key, with full access for every caller; only on a loopback address.")
+    var noAuth = false
+
+    @Option(name: .long, help: ArgumentHelp("Requests per minute per key, then 429.", valueName: "N"))
+    var rateLimit: Int = 600
+
+    @Flag(name: .long, help: "Answer every mutating route with 403 ACCESS_DENIED (env DATASOURCE_AGENT_READ_ONLY=1).")
+    var readOnly = false
+
+    @Option(name: .long, help: ArgumentHelp("Largest file an upload may send, in bytes (1073741824 = 1 GiB).", valueName: "N"))
+    var maxUploadBytes: Int = 1 << 30
+
+    @Option(name: .long, help: ArgumentHelp("Write HOST:PORT to this file once listening (useful with port 0).", valueName: "FILE"))
+    var portFile: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Origin put in download and export links, e.g. https://data.example.com (default http://HOST:PORT as bound).", valueName: "URL"))
+    var publicURL: String?
+
+    func validate() throws {
+        guard rateLimit >= 1 else { throw ValidationError("--rate-limit must be at least 1") }
+        guard maxUploadBytes >= 1 else { throw ValidationError("--max-upload-bytes must be at least 1") }
+        _ = try Self.parseListen(listenValue)
+    }
+
+    var listenValue: String {
+        listen ?? storeOptions.environment["DATASOURCE_AGENT_LISTEN"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1:8080"
+    }
+
+    var readOnlyValue: Bool {
+        readOnly || ["1", "true", "yes"].contains(storeOptions.environment["DATASOURCE_AGENT_READ_ONLY"]?.lowercased() ?? "")
+    }
+
+    /// `HOST:PORT` or `[IPv6]:PORT`.
+    static func parseListen(_ text: String) throws -> (host: String, port: Int) {
+        let invalid = ValidationError("--listen takes HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080 (got \(text))")
+        guard let colon = text.lastIndex(of: ":") else { throw invalid }
+        var host = String(text[..<colon])
+        guard let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port), !host.isEmpty else { throw invalid }
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    func run() async throws {
+        let logger = try storeOptions.bootstrapLogging()
+        let (host, port) = try Self.parseListen(listenValue)
+        if noAuth, !Self.isLoopback(host) {
+            FileHandle.standardError.write(Data("""
+                Error: --no-auth is accepted only with a loopback --listen address (127.0.0.1, ::1, localhost); \
+                got \(host). Create a key instead: datasource-agent keys create --scope write\n
+                """.utf8))
+            throw ExitCode.validationFailure
+        }
+        let root = storeOptions.storeURL()
+        let local: LocalBackend
+        do {
+            local = try LocalBackend(root: root, logger: logger)
+        } catch {
+            logger.critical("cannot open the store at \(root.path): \(error)")
+            throw ExitCode.failure
+        }
+        let keys = (try? local.listKeys()) ?? []
+        if keys.isEmpty, !noAuth {
+            FileHandle.standardError.write(Data("""
+                Error: the store at \(root.path) has no API key, so serve-http would give everyone full access. \
+                Create one (datasource-agent keys create --scope write --store \(root.path)), or pass --no-auth \
+                on a loopback address.\n
+                """.utf8))
+            throw ExitCode.failure
+        }
+        if !keys.isEmpty, noAuth {
+            logger.warning("--no-auth has no effect: the store has API keys, and every request must present one")
+        }
+        let environment = storeOptions.environment
+        let service = AgentService(
+            backend: local,
+            configuration: ServiceConfiguration(
+                version: DatasourceAgent.version, backendName: "local", readOnly: readOnlyValue,
+                debugMethods: environment["DATASOURCE_AGENT_DEBUG_METHODS"] == "1"),
+            logger: logger)
+        let rest = RESTServer(
+            service: service, authority: local,
+            configuration: RESTServer.Configuration(
+                host: host, port: port, publicURL: publicURL, rateLimit: rateLimit, maxUploadBytes: maxUploadBytes,
+                portFile: portFile, version: DatasourceAgent.version),
+            logger: logger)
+        // Download and export links use the REST listener's origin.
+        local.attachDownloadServer(rest)
+        // Reverse order at shutdown: the REST listener drains its requests first, the watcher
+        // stops, and unfinished processing is handed to process-pending last.
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [
+                .init(service: ProcessingHandOff(backend: local, store: root, logger: logger)),
+                .init(service: ChangeWatching(backend: local)),
+                .init(service: rest, successTerminationBehavior: .gracefullyShutdownGroup),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            FileHandle.standardError.write(Data("Error: serve-http stopped: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+}
+
+struct PrintOpenAPI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "openapi", abstract: "Print the OpenAPI 3.1 document of the REST face (protocol/openapi.json).")
+
+    func run() throws {
+        let document = AgentService.openAPIDocument(version: DatasourceAgent.version)
+        // The committed protocol/openapi.json is exactly this output, and serve-http serves it.
+        FileHandle.standardOutput.write(Data(document.prettyPrinted(indent: 2) + [0x0A]))
+    }
+}
