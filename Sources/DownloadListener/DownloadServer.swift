@@ -243,6 +243,10 @@ extension DataSourceError.Code {
         case .processingFailed: 422
         case .invalidParameters: 400
         case .storageError: 500
+        case .notSupported: 501
+        case .upstreamError: 502
+        case .upstreamUnavailable: 503
+        case .rateLimited: 429
         }
     }
 }
