@@ -432,3 +432,100 @@ def test_sigterm_and_end_of_input_exit_cleanly_with_a_watch_running(store, stub)
         agent.call("datasources/get", {"datasourceId": id, "maxAge": 0})
         agent.close_stdin()
         assert agent.wait(timeout=10) == 0
+
+
+# -- against this project's own REST face, in two processes (skipped until `serve-http` exists)
+
+
+def _serve_http_available() -> bool:
+    try:
+        # `serve-http --help` alone would print serve's help (the default subcommand) and exit 0.
+        out = subprocess.run([agent_binary(), "--help"], capture_output=True, text=True, timeout=30).stdout
+        return any(line.split()[:1] == ["serve-http"] for line in out.splitlines())
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not _serve_http_available(), reason="serve-http (the REST face) is not in this build")
+def test_against_serve_http_in_another_process(tmp_path):
+    import urllib.request
+
+    server_store = tmp_path / "server"
+    key = subprocess.run([agent_binary(), "keys", "create", "--scope", "write", "--store", str(server_store)],
+                         capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/api/v2"
+    server = subprocess.Popen([agent_binary(), "serve-http", "--store", str(server_store), "--listen", f"127.0.0.1:{port}"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                request = urllib.request.Request(base + "/datasources", headers={"Authorization": f"Bearer {key}"})
+                with urllib.request.urlopen(request, timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "serve-http did not start"
+            time.sleep(0.2)
+        with Agent(tmp_path / "agent", args=["--backend", "remote", "--base-url", base], env={"CLARO_API_KEY": key}) as agent:
+            agent.initialize()
+            uploaded = agent.call("datasources/upload", {"fileName": "products.csv", "content": PRODUCTS.decode()})
+            id = uploaded["datasourceId"]
+            note = agent.wait_notification("datasources/statusChanged", lambda p: p["datasourceId"] == id, timeout=60)
+            assert note["status"] == "completed" and note["rowCount"] == 3
+            details = agent.call("datasources/get", {"datasourceId": id, "maxAge": 0})
+            validate_result("datasources/get", details)
+            assert [c["name"] for c in details["columns"]] == ["product_id", "product_name", "price"]
+            page = agent.call("datasources/data", {"datasourceId": id, "limit": 2})
+            assert page["data"][0] == {"product_id": "PROD001", "product_name": "Widget A", "price": 29.99}
+            listed = agent.call("datasources/list", {"maxAge": 0})
+            assert [s["datasourceId"] for s in listed["dataSources"]] == [id]
+            server.terminate()
+            server.wait(timeout=30)
+            stale = agent.call("datasources/list", {"maxAge": 0})
+            assert stale["cache"]["stale"] is True and [s["datasourceId"] for s in stale["dataSources"]] == [id]
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+@pytest.mark.skipif(not _serve_http_available(), reason="serve-http (the REST face) is not in this build")
+def test_a_wrong_key_against_serve_http_is_unauthorized(tmp_path):
+    import urllib.request
+
+    server_store = tmp_path / "server"
+    subprocess.run([agent_binary(), "keys", "create", "--scope", "read", "--store", str(server_store)],
+                   capture_output=True, text=True, check=True, timeout=30)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/api/v2"
+    server = subprocess.Popen([agent_binary(), "serve-http", "--store", str(server_store), "--listen", f"127.0.0.1:{port}"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "/datasources", timeout=2)
+            except urllib.error.HTTPError:
+                break  # it answers (401 without a key)
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "serve-http did not start"
+            time.sleep(0.2)
+        with Agent(tmp_path / "agent", args=["--backend", "remote", "--base-url", base], env={"CLARO_API_KEY": "wrong"}) as agent:
+            agent.initialize()
+            error = agent.error("datasources/list", {})
+            assert error["code"] == -31401 and error["data"]["code"] == "UNAUTHORIZED"
+    finally:
+        server.kill()
+        server.wait()
