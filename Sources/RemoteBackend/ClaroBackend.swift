@@ -59,7 +59,10 @@ public final class ClaroBackend: DataSourceBackend, Service {
     public func list(_ query: ListQuery) async throws -> ListPage {
         let maxAge = Double(query.maxAge ?? defaultMaxAge)
         let cached = try? cache.list(query)
-        if let cached, cached.age < maxAge, let page = try? ListPage(json: cached.json) { return page }
+        if let cached, cached.age < maxAge, let page = try? ListPage(json: cached.json) {
+            watchProcessing(page.dataSources)
+            return page
+        }
         var items: [(String, String)] = [("page", String(query.page)), ("limit", String(query.limit))]
         if let status = query.status { items.append(("status", status.rawValue)) }
         if let contentType = query.contentType { items.append(("contentType", contentType)) }
@@ -75,6 +78,7 @@ public final class ClaroBackend: DataSourceBackend, Service {
             guard let cached, var page = try? ListPage(json: cached.json) else { throw error }
             logger.info("serving a cached list answer: \(error.details)")
             page.cache = CacheInfo(stale: true, fetchedAt: cached.timestamp)
+            watchProcessing(page.dataSources)
             return page
         }
     }
@@ -82,13 +86,17 @@ public final class ClaroBackend: DataSourceBackend, Service {
     public func details(of id: DataSourceID, maxAge: Int?) async throws -> DataSourceDetails {
         let maxAge = Double(maxAge ?? defaultMaxAge)
         let cached = try? cache.details(id)
-        if let cached, cached.age < maxAge, let details = try? DataSourceDetails(json: cached.json) { return details }
+        if let cached, cached.age < maxAge, let details = try? DataSourceDetails(json: cached.json) {
+            watchProcessing([details.summary])
+            return details
+        }
         do {
             return try await fetchDetails(id)
         } catch let error as DataSourceError where error.code == .upstreamUnavailable {
             guard let cached, var details = try? DataSourceDetails(json: cached.json) else { throw error }
             logger.info("serving a cached answer for \(id): \(error.details)")
             details.cache = CacheInfo(stale: true, fetchedAt: cached.timestamp)
+            watchProcessing([details.summary])
             return details
         }
     }
@@ -325,6 +333,12 @@ public final class ClaroBackend: DataSourceBackend, Service {
         } else if watcher.isWatching(summary.datasourceId) {
             watcher.pollSoon(summary.datasourceId)
         }
+    }
+
+    /// A cached answer showing a source processing (perhaps cached by an earlier agent on this
+    /// store): it is watched too, so its end is still announced.
+    private func watchProcessing(_ summaries: [DataSourceSummary]) {
+        for summary in summaries where summary.status == .processing { watcher.watch(summary.datasourceId) }
     }
 
     /// Details the server answered: a watched source that finished is announced now.

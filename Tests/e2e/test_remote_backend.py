@@ -190,6 +190,21 @@ def test_a_source_seen_in_a_list_that_fails_is_pushed_with_its_error(agent, stub
     assert note["status"] == "failed" and note["error"] == {"message": "unsupported format"}
 
 
+def test_a_cached_processing_answer_is_watched_too(store, stub):
+    id = stub.add_source("slow.csv", status="processing", polls=2, content=PRODUCTS)
+    path = f"/api/v2/datasources/{id}"
+    with remote_agent(store, stub, "--cache-ttl", "300") as agent:
+        assert agent.call("datasources/get", {"datasourceId": id})["status"] == "processing"
+    assert stub.count("GET", path) == 1
+    with remote_agent(store, stub, "--cache-ttl", "300") as agent:
+        assert agent.call("datasources/get", {"datasourceId": id})["status"] == "processing"
+        assert stub.count("GET", path) == 1, "served from the cache an earlier agent filled"
+        note = agent.wait_notification("datasources/statusChanged", lambda p: p["datasourceId"] == id, timeout=20)
+        assert note["status"] == "completed" and stub.count("GET", path) == 2
+        assert agent.call("datasources/get", {"datasourceId": id})["status"] == "completed", "the poll refreshed the cache"
+        assert stub.count("GET", path) == 2
+
+
 # -- errors passed through
 
 
