@@ -93,6 +93,11 @@ struct Serve: AsyncParsableCommand {
         valueName: "SECONDS"))
     var cacheTTL: Int?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Remote backend: seconds a request to the server may take, answer included (uploads: 300); default 30 (env DATASOURCE_AGENT_REQUEST_TIMEOUT).",
+        valueName: "SECONDS"))
+    var requestTimeout: Int?
+
     @Flag(name: .long, help: "Answer every mutating method with ACCESS_DENIED (env DATASOURCE_AGENT_READ_ONLY=1).")
     var readOnly = false
 
@@ -146,7 +151,17 @@ struct Serve: AsyncParsableCommand {
         return value
     }
 
+    func requestTimeoutValue() throws -> Int {
+        if let requestTimeout { return requestTimeout }
+        guard let text = storeOptions.environment["DATASOURCE_AGENT_REQUEST_TIMEOUT"], !text.isEmpty else { return 30 }
+        guard let value = Int(text), value > 0 else {
+            throw ValidationError("DATASOURCE_AGENT_REQUEST_TIMEOUT must be a positive number of seconds (got \(text))")
+        }
+        return value
+    }
+
     func validate() throws {
+        if let requestTimeout, requestTimeout <= 0 { throw ValidationError("--request-timeout must be a positive number of seconds") }
         if let cacheTTL, cacheTTL < 0 { throw ValidationError("--cache-ttl must be 0 or more seconds") }
         if let maxMessageBytes, maxMessageBytes <= 0 { throw ValidationError("--max-message-bytes must be positive") }
         for directory in allowPath where !directory.hasPrefix("/") {
@@ -228,7 +243,10 @@ extension Serve {
         if apiKey == nil { logger.warning("CLARO_API_KEY is not set; requests to \(base) carry no Authorization header") }
         let root = storeOptions.storeURL()
         do {
-            return try ClaroBackend(baseURL: base, apiKey: apiKey, store: root, cacheTTL: try cacheTTLValue(), logger: logger)
+            var settings = ClaroClientSettings()
+            settings.requestTimeout = .seconds(try requestTimeoutValue())
+            return try ClaroBackend(
+                baseURL: base, apiKey: apiKey, store: root, cacheTTL: try cacheTTLValue(), logger: logger, settings: settings)
         } catch let error as ValidationError {
             throw error
         } catch {

@@ -58,7 +58,7 @@ public final class ClaroBackend: DataSourceBackend, Service {
 
     public func list(_ query: ListQuery) async throws -> ListPage {
         let maxAge = Double(query.maxAge ?? defaultMaxAge)
-        let cached = try? cache.list(query)
+        let cached = await cache.off { try $0.list(query) } ?? nil
         if let cached, cached.age < maxAge, let page = try? ListPage(json: cached.json) {
             watchProcessing(page.dataSources)
             return page
@@ -71,7 +71,8 @@ public final class ClaroBackend: DataSourceBackend, Service {
             let json = try await client.json(.GET, "/datasources", query: items)
             var page = try shaped("GET /datasources") { () throws(ModelJSONError) in try ListPage(json: json) }
             page.cache = nil
-            try? cache.storeList(query, json: page.json, fetchedAt: fetchedAt)
+            let stored = page.json
+            await cache.off { try $0.storeList(query, json: stored, fetchedAt: fetchedAt) }
             for summary in page.dataSources { saw(summary) }
             return page
         } catch let error as DataSourceError where error.code == .upstreamUnavailable {
@@ -85,7 +86,7 @@ public final class ClaroBackend: DataSourceBackend, Service {
 
     public func details(of id: DataSourceID, maxAge: Int?) async throws -> DataSourceDetails {
         let maxAge = Double(maxAge ?? defaultMaxAge)
-        let cached = try? cache.details(id)
+        let cached = await cache.off { try $0.details(id) } ?? nil
         if let cached, cached.age < maxAge, let details = try? DataSourceDetails(json: cached.json) {
             watchProcessing([details.summary])
             return details
@@ -109,11 +110,12 @@ public final class ClaroBackend: DataSourceBackend, Service {
             let json = try await client.json(.GET, path)
             var details = try shaped("GET \(path)") { () throws(ModelJSONError) in try DataSourceDetails(json: json) }
             details.cache = nil
-            try? cache.storeDetails(id, json: details.json, fetchedAt: fetchedAt)
-            saw(details)
+            let stored = details.json
+            await cache.off { try $0.storeDetails(id, json: stored, fetchedAt: fetchedAt) }
+            await saw(details)
             return details
         } catch let error as DataSourceError where error.code == .datasourceNotFound {
-            forget(id)
+            await forget(id)
             throw error
         }
     }
@@ -144,10 +146,10 @@ public final class ClaroBackend: DataSourceBackend, Service {
         do {
             let json = try await client.json(.DELETE, path)
             let receipt = try shaped("DELETE \(path)") { () throws(ModelJSONError) in try DeleteReceipt(json: json) }
-            forget(id)
+            await forget(id)
             return receipt
         } catch let error as DataSourceError where error.code == .datasourceNotFound {
-            forget(id)
+            await forget(id)
             throw error
         }
     }
@@ -226,7 +228,7 @@ public final class ClaroBackend: DataSourceBackend, Service {
             .POST, "/datasources", body: form.body, contentType: form.contentType, timeout: client.settings.uploadTimeout)
         let json = try client.decode(answer, method: .POST, path: "/datasources")
         let summary = try shaped("POST /datasources") { () throws(ModelJSONError) in try DataSourceSummary(json: json) }
-        try? cache.forgetLists()
+        await cache.off { try $0.forgetLists() }
         if summary.status == .processing {
             watcher.watch(summary.datasourceId, progress: progress)
         } else {
@@ -342,17 +344,17 @@ public final class ClaroBackend: DataSourceBackend, Service {
     }
 
     /// Details the server answered: a watched source that finished is announced now.
-    private func saw(_ details: DataSourceDetails) {
+    private func saw(_ details: DataSourceDetails) async {
         let id = details.summary.datasourceId
         if details.summary.status == .processing {
             watcher.watch(id)
         } else if let entry = watcher.stop(id) {
-            finished(details, entry: entry)
+            await finished(details, entry: entry)
         }
     }
 
-    private func finished(_ details: DataSourceDetails, entry: ProcessingWatcher.Entry) {
-        try? cache.forgetLists()
+    private func finished(_ details: DataSourceDetails, entry: ProcessingWatcher.Entry) async {
+        await cache.off { try $0.forgetLists() }
         emit(StatusChange(details: details, previousStatus: .processing))
         entry.progress?(1, details.summary.status == .completed ? "Done" : "Failed")
     }
@@ -370,8 +372,8 @@ public final class ClaroBackend: DataSourceBackend, Service {
         }
     }
 
-    private func forget(_ id: DataSourceID) {
-        try? cache.forget(id)
+    private func forget(_ id: DataSourceID) async {
+        await cache.off { try $0.forget(id) }
         watcher.stop(id)?.progress?(1, "Deleted")
     }
 

@@ -38,6 +38,19 @@ final class MetadataCache: Sendable {
         try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
     }
 
+    /// Cache reads and writes block (SQLite, perhaps waiting for another agent sharing the
+    /// store), so they run here, never on a cooperative thread.
+    static let work = DispatchQueue(label: "datasource-agent.cache", attributes: .concurrent)
+
+    /// Runs a cache operation off the cooperative pool. A cache that fails is not a failure of
+    /// the request: the answer is nil, as if nothing were cached.
+    @discardableResult
+    func off<T: Sendable>(_ body: @escaping @Sendable (MetadataCache) throws -> T) async -> T? {
+        await withCheckedContinuation { continuation in
+            Self.work.async { continuation.resume(returning: try? body(self)) }
+        }
+    }
+
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in

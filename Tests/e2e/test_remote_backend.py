@@ -378,6 +378,20 @@ def test_the_cache_outlives_the_agent(store):
             assert stale["cache"]["stale"] is True and stale["rowCount"] == 3
 
 
+def test_a_server_that_does_not_answer_in_time(store, stub):
+    id = stub.add_source("products.csv", content=PRODUCTS)
+    with remote_agent(store, stub, "--request-timeout", "1") as agent:
+        fresh = agent.call("datasources/get", {"datasourceId": id})
+        stub.delay_seconds = 3
+        start = time.monotonic()
+        stale = agent.call("datasources/get", {"datasourceId": id, "maxAge": 0})
+        assert time.monotonic() - start < 2.5, "the request gave up after --request-timeout"
+        assert stale.pop("cache")["stale"] is True and stale == fresh
+        error = rpc_error(agent, "datasources/list", {"maxAge": 0})
+        assert error["code"] == -31503 and error["data"]["details"]["reason"] == "the server did not answer in time"
+        stub.delay_seconds = 0
+
+
 # -- rate limits
 
 
@@ -431,7 +445,7 @@ def test_base_url_from_the_environment(store, stub):
 
 def test_help_documents_the_remote_options():
     out = subprocess.run([agent_binary(), "serve", "--help"], capture_output=True, text=True, timeout=30).stdout
-    for option in ("--backend", "--base-url", "--cache-ttl", "CLARO_API_KEY", "CLARO_BASE_URL"):
+    for option in ("--backend", "--base-url", "--cache-ttl", "--request-timeout", "CLARO_API_KEY", "CLARO_BASE_URL"):
         assert option in out, option
 
 
