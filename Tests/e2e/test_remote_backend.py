@@ -431,6 +431,42 @@ def test_a_spent_rate_budget_waits_for_the_reset(agent, stub):
 # -- command line and lifecycle
 
 
+def test_cancelling_a_slow_request_answers_at_once(agent, stub):
+    stub.delay_seconds = 4
+    start = time.monotonic()
+    id = agent.request("datasources/list", {"maxAge": 0})
+    time.sleep(0.3)
+    agent.notify("$/cancelRequest", {"id": id})
+    reply = agent.response(id, timeout=3)
+    assert reply["error"]["code"] == -32800 and time.monotonic() - start < 2
+    stub.delay_seconds = 0
+    start = time.monotonic()
+    assert agent.call("datasources/list", {"maxAge": 0})["dataSources"] == []
+    assert time.monotonic() - start < 2, "the cancelled request holds nothing up"
+
+
+def test_read_only_refuses_writes_without_asking_the_server(store, stub):
+    id = stub.add_source("products.csv", content=PRODUCTS)
+    with remote_agent(store, stub, "--read-only") as agent:
+        for method, params in (("datasources/delete", {"datasourceId": id}),
+                               ("datasources/upload", {"fileName": "a.csv", "content": "a\n1\n"})):
+            assert rpc_error(agent, method, params)["data"]["code"] == "ACCESS_DENIED"
+        assert stub.count() == 0
+        assert agent.call("datasources/get", {"datasourceId": id})["fileName"] == "products.csv"
+
+
+def test_mcp_tools_go_through_the_remote_backend(store, stub):
+    id = stub.add_source("products.csv", content=PRODUCTS)
+    with Agent(store, args=["--backend", "remote", "--base-url", stub.base_url], env={"CLARO_API_KEY": KEY}) as a:
+        a.call("initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}})
+        a.notify("notifications/initialized", {})
+        result = a.call("tools/call", {"name": "get_datasource", "arguments": {"datasourceId": id}})
+        assert result["isError"] is False and result["structuredContent"]["rowCount"] == 3
+        missing = a.call("tools/call", {"name": "sql_query", "arguments": {"sql": "SELECT 1"}})
+        assert missing["isError"] is True and "NOT_SUPPORTED" in missing["content"][0]["text"]
+        assert stub.count("GET", f"/api/v2/datasources/{id}") == 1
+
+
 def test_remote_needs_a_base_url(store):
     out = subprocess.run([agent_binary(), "--store", str(store), "--backend", "remote"], input=b"", capture_output=True, timeout=30)
     assert out.returncode != 0 and b"--base-url" in out.stderr and out.stdout == b""
