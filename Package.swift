@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // JSON values, a strict byte-level parser and a fast writer; shared by every layer.
@@ -74,6 +76,24 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The remote backend: a client of a Claro v2 REST API (async-http-client), with a
+        // GRDB metadata cache and a watcher of processing sources.
+        .target(
+            name: "RemoteBackend",
+            dependencies: [
+                "DataSourceDomain",
+                "JSONKit",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         // Maps method descriptors onto JSON-RPC, MCP tools and notifications; the lifecycle.
         .target(
             name: "AgentService",
@@ -91,6 +111,7 @@ let package = Package(
                 "JSONRPC",
                 "DataSourceDomain",
                 "LocalStore",
+                "RemoteBackend",
                 "DownloadListener",
                 "AgentService",
                 "RESTFace",
@@ -106,6 +127,11 @@ let package = Package(
         .testTarget(name: "DataSourceDomainTests", dependencies: ["DataSourceDomain", "JSONKit"], swiftSettings: strict),
         .testTarget(name: "LocalStoreTests", dependencies: ["LocalStore", "DataSourceDomain"], swiftSettings: strict),
         .testTarget(name: "RESTFaceTests", dependencies: ["RESTFace", "AgentService", "JSONKit"], swiftSettings: strict),
+        .testTarget(
+            name: "RemoteBackendTests",
+            dependencies: ["RemoteBackend", "DataSourceDomain", "JSONKit", .product(name: "NIOHTTP1", package: "swift-nio")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "AgentServiceTests",
             dependencies: ["AgentService", "JSONRPC", "DataSourceDomain", "JSONKit", .product(name: "Logging", package: "swift-log")],

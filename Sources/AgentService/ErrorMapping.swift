@@ -13,6 +13,10 @@ extension DataSourceError.Code {
         case .processingFailed: -31422
         case .invalidParameters: -32602
         case .storageError: -31500
+        case .notSupported: -31501
+        case .upstreamError: -31502
+        case .upstreamUnavailable: -31503
+        case .rateLimited: -31429
         }
     }
 }

@@ -13,6 +13,17 @@ public struct DataSourceError: Error, Sendable, Equatable {
         /// Beyond Claro's table: the store itself failed (a full disk, damaged or unreadable
         /// files). `details.reason` says which, in words; never SQL.
         case storageError = "STORAGE_ERROR"
+        /// Beyond Claro's table, remote backend only: the server could not be reached (refused,
+        /// reset, timed out, or a 502/503/504 without a Claro body). `details: {baseUrl, reason}`.
+        case upstreamUnavailable = "UPSTREAM_UNAVAILABLE"
+        /// Remote backend: the server answered something that is not a Claro answer this agent
+        /// understands (a 5xx, an unknown code, a malformed body). `details: {status, reason, …}`.
+        case upstreamError = "UPSTREAM_ERROR"
+        /// Remote backend: the server lacks the endpoint a method needs (the hosted Claro API
+        /// documents no query endpoint). `details: {method, endpoint, status, reason}`.
+        case notSupported = "NOT_SUPPORTED"
+        /// HTTP 429 that did not clear within the agent's retry bound. `details: {retryAfter, …}`.
+        case rateLimited = "RATE_LIMITED"
 
         public var message: String {
             switch self {
@@ -23,6 +34,10 @@ public struct DataSourceError: Error, Sendable, Equatable {
             case .processingFailed: "Data source processing failed"
             case .invalidParameters: "Invalid parameters"
             case .storageError: "Storage error"
+            case .upstreamUnavailable: "Upstream server unavailable"
+            case .upstreamError: "Upstream server error"
+            case .notSupported: "Not supported by the server"
+            case .rateLimited: "Too many requests"
             }
         }
     }
@@ -71,6 +86,10 @@ extension DataSourceError.Code {
         case .processingFailed: 422
         case .invalidParameters: 400
         case .storageError: 500
+        case .notSupported: 501
+        case .upstreamError: 502
+        case .upstreamUnavailable: 503
+        case .rateLimited: 429
         }
     }
 }

@@ -7,6 +7,7 @@ import JSONKit
 import JSONRPC
 import LocalStore
 import Logging
+import RemoteBackend
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
@@ -78,11 +79,24 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var storeOptions: StoreOptions
 
     @Option(name: .long, help: ArgumentHelp(
-        "local (default); remote is not yet available in this version (env DATASOURCE_AGENT_BACKEND).", valueName: "KIND"))
+        "local (default: the store directory) or remote (a Claro v2 REST API at --base-url, key from CLARO_API_KEY) (env DATASOURCE_AGENT_BACKEND).",
+        valueName: "KIND"))
     var backend: String?
 
-    @Option(name: .long, help: ArgumentHelp("Base URL of the Claro API for --backend remote, not yet available (env CLARO_BASE_URL).", valueName: "URL"))
+    @Option(name: .long, help: ArgumentHelp(
+        "API root of the Claro v2 REST API for --backend remote, e.g. https://secure-api.getclaro.ai/api/v2 or http://127.0.0.1:8080/api/v2 (env CLARO_BASE_URL). The key is read from CLARO_API_KEY.",
+        valueName: "URL"))
     var baseURL: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Remote backend: seconds a cached list/get answer (<store>/cache.sqlite) is served without asking the server when a request gives no maxAge; default 10 (env DATASOURCE_AGENT_CACHE_TTL).",
+        valueName: "SECONDS"))
+    var cacheTTL: Int?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Remote backend: seconds a request to the server may take, answer included (uploads: 300); default 30 (env DATASOURCE_AGENT_REQUEST_TIMEOUT).",
+        valueName: "SECONDS"))
+    var requestTimeout: Int?
 
     @Flag(name: .long, help: "Answer every mutating method with ACCESS_DENIED (env DATASOURCE_AGENT_READ_ONLY=1).")
     var readOnly = false
@@ -128,7 +142,27 @@ struct Serve: AsyncParsableCommand {
         return (storeOptions.environment["DATASOURCE_AGENT_ALLOW_PATH"] ?? "").split(separator: ":").map(String.init).filter { !$0.isEmpty }
     }
 
+    func cacheTTLValue() throws -> Int {
+        if let cacheTTL { return cacheTTL }
+        guard let text = storeOptions.environment["DATASOURCE_AGENT_CACHE_TTL"], !text.isEmpty else { return 10 }
+        guard let value = Int(text), value >= 0 else {
+            throw ValidationError("DATASOURCE_AGENT_CACHE_TTL must be a number of seconds, 0 or more (got \(text))")
+        }
+        return value
+    }
+
+    func requestTimeoutValue() throws -> Int {
+        if let requestTimeout { return requestTimeout }
+        guard let text = storeOptions.environment["DATASOURCE_AGENT_REQUEST_TIMEOUT"], !text.isEmpty else { return 30 }
+        guard let value = Int(text), value > 0 else {
+            throw ValidationError("DATASOURCE_AGENT_REQUEST_TIMEOUT must be a positive number of seconds (got \(text))")
+        }
+        return value
+    }
+
     func validate() throws {
+        if let requestTimeout, requestTimeout <= 0 { throw ValidationError("--request-timeout must be a positive number of seconds") }
+        if let cacheTTL, cacheTTL < 0 { throw ValidationError("--cache-ttl must be 0 or more seconds") }
         if let maxMessageBytes, maxMessageBytes <= 0 { throw ValidationError("--max-message-bytes must be positive") }
         for directory in allowPath where !directory.hasPrefix("/") {
             throw ValidationError("--allow-path takes absolute directories (got \(directory))")
@@ -143,11 +177,13 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--backend must be local or remote (got \(kindText))")
         }
         let maxMessageBytes = try maxMessageBytesValue()
-        let local: LocalBackend
-        let downloads: DownloadServer
+        let backendObject: any DataSourceBackend
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         switch kind {
         case .local:
             let root = storeOptions.storeURL()
+            let local: LocalBackend
+            let downloads: DownloadServer
             do {
                 local = try LocalBackend(root: root, logger: logger, allowedPaths: allowedPaths)
                 downloads = DownloadServer(authority: local, port: try downloadPortValue(), logger: logger)
@@ -158,32 +194,65 @@ struct Serve: AsyncParsableCommand {
                 logger.critical("cannot open the store at \(root.path): \(error)")
                 throw ExitCode.failure
             }
+            backendObject = local
+            services = [
+                .init(service: ProcessingHandOff(backend: local, store: root, logger: logger)),
+                .init(service: downloads),
+                .init(service: ChangeWatching(backend: local)),
+            ]
         case .remote:
-            throw ValidationError("--backend remote is not yet available in this version; use --backend local (the default)")
+            let remote = try makeRemoteBackend(logger: logger)
+            backendObject = remote
+            // First in, last out: the watcher and the HTTP client outlive the stdio session.
+            services = [.init(service: remote)]
         }
         let service = AgentService(
-            backend: local,
+            backend: backendObject,
             configuration: ServiceConfiguration(
                 version: DatasourceAgent.version, backendName: kind.rawValue, readOnly: readOnlyValue,
                 debugMethods: environment["DATASOURCE_AGENT_DEBUG_METHODS"] == "1",
                 apiKey: environment["DATASOURCE_AGENT_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }),
             logger: logger)
         let stdio = StdioService(server: StdioServer(maxMessageBytes: maxMessageBytes, logger: logger), service: service)
-        logger.info("serving on stdio", metadata: ["store": "\(storeOptions.storeURL().path)"])
+        logger.info("serving on stdio", metadata: ["store": "\(storeOptions.storeURL().path)", "backend": "\(kind.rawValue)"])
         // One root for everything that runs: the group shuts down in reverse order, so the
         // stdio session drains first (it may still need the listener and the watcher), and
         // unfinished processing is handed on last.
+        services.append(.init(service: stdio, successTerminationBehavior: .gracefullyShutdownGroup))
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [
-                .init(service: ProcessingHandOff(backend: local, store: storeOptions.storeURL(), logger: logger)),
-                .init(service: downloads),
-                .init(service: ChangeWatching(backend: local)),
-                .init(service: stdio, successTerminationBehavior: .gracefullyShutdownGroup),
-            ],
+            services: services,
             gracefulShutdownSignals: [.sigterm],
             logger: logger))
         try await group.run()
         Foundation.exit(stdio.exitCode)
+    }
+}
+
+extension Serve {
+    /// `--backend remote`: the base URL from `--base-url` or CLARO_BASE_URL, the key from
+    /// CLARO_API_KEY, the cache in the store directory.
+    func makeRemoteBackend(logger: Logger) throws -> ClaroBackend {
+        let environment = storeOptions.environment
+        guard let base = (baseURL ?? environment["CLARO_BASE_URL"]).flatMap({ $0.isEmpty ? nil : $0 }) else {
+            throw ValidationError("--backend remote needs --base-url URL (or CLARO_BASE_URL), the API root such as https://secure-api.getclaro.ai/api/v2")
+        }
+        guard let url = URL(string: base), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme), url.host != nil else {
+            throw ValidationError("--base-url must be an http or https URL (got \(base))")
+        }
+        let apiKey = environment["CLARO_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        if apiKey == nil { logger.warning("CLARO_API_KEY is not set; requests to \(base) carry no Authorization header") }
+        let root = storeOptions.storeURL()
+        do {
+            var settings = ClaroClientSettings()
+            settings.requestTimeout = .seconds(try requestTimeoutValue())
+            return try ClaroBackend(
+                baseURL: base, apiKey: apiKey, store: root, cacheTTL: try cacheTTLValue(), logger: logger, settings: settings)
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            logger.critical("cannot open the metadata cache in \(root.path): \(error)")
+            throw ExitCode.failure
+        }
     }
 }
 

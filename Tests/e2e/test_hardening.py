@@ -405,9 +405,10 @@ def test_help_is_accurate():
     assert "newline-delimited JSON" in top and "LSP or MCP framing" not in top
     serve = subprocess.run([agent_binary(), "serve", "--help"], capture_output=True, text=True).stdout
     for fragment in ["~/.local/share/datasource-agent", "default warning", "DATASOURCE_AGENT_READ_ONLY",
-                     "DATASOURCE_AGENT_MAX_MESSAGE_BYTES", "--allow-path", "not yet available"]:
+                     "DATASOURCE_AGENT_MAX_MESSAGE_BYTES", "--allow-path", "--base-url", "CLARO_API_KEY", "--cache-ttl"]:
         assert fragment in serve, fragment
     assert "(default: 67108864)" not in serve
+    assert "not yet available" not in serve, "the remote backend is there"
 
 
 def test_openrpc_command_prints_the_committed_file():
