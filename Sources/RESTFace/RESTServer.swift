@@ -412,9 +412,6 @@ struct RESTMiddleware<Context: RequestContext>: RouterMiddleware {
     let limiter: RateLimiter
     let logger: Logger
 
-    /// Past the rate limit (not a Claro code; the REST face's own, see protocol/README.md).
-    static var rateLimitedCode: String { "RATE_LIMITED" }
-
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let decision = limiter.take(RESTServer.bearerKey(request).map { "key " + $0 } ?? "anonymous")
         var response: Response
@@ -440,10 +437,10 @@ struct RESTMiddleware<Context: RequestContext>: RouterMiddleware {
                 response = DownloadServer.json(DataSourceError(.storageError, details: ["reason": "the request failed inside the agent"]))
             }
         } else {
-            response = Self.body(status: .tooManyRequests, [
-                "error": "Too many requests", "code": .string(Self.rateLimitedCode),
-                "details": ["limit": .int(Int64(decision.limit)), "retryAfter": .int(decision.retryAfter)],
-            ])
+            // The same code the remote backend gives when it meets a 429 it will not wait out.
+            response = DownloadServer.json(DataSourceError(.rateLimited, details: [
+                "limit": .int(Int64(decision.limit)), "retryAfter": .int(decision.retryAfter),
+            ]))
             response.headers[.retryAfter] = String(decision.retryAfter)
         }
         response.headers[.init("X-RateLimit-Limit")!] = String(decision.limit)

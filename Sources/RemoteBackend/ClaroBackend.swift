@@ -130,7 +130,8 @@ public final class ClaroBackend: DataSourceBackend, Service {
         }
         if let filter = query.filter { items.append(("filter", filter)) }
         if let cursor = query.cursor { items.append(("cursor", cursor)) }
-        if let columns = query.columns { items.append(("columns", columns.joined(separator: ","))) }
+        // Repeated, as the REST face reads an array parameter: a column name may hold a comma.
+        for column in query.columns ?? [] { items.append(("columns", column)) }
         let path = "/datasources/\(query.datasourceId.rawValue)/data"
         do {
             let json = try await client.json(.GET, path, query: items)

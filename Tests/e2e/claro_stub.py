@@ -265,7 +265,8 @@ class StubHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        # A repeated parameter (`columns=a&columns=b`, as the REST face reads arrays) is a list.
+        query = {k: v[0] if len(v) == 1 else v for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         with stub.lock:
             stub.requests.append(Recorded(method, parts.path, query, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()))
             throttled = stub.throttle_count > 0
@@ -392,7 +393,7 @@ class StubHandler(BaseHTTPRequestHandler):
             rows.sort(key=lambda r: r[column], reverse=query.get("order", "asc").split(",")[0] == "desc")
         columns = source.columns
         if "columns" in query:
-            wanted = query["columns"].split(",")
+            wanted = query["columns"] if isinstance(query["columns"], list) else [query["columns"]]
             columns = [c for name in wanted for c in source.columns if c["name"] == name]
         chosen = rows[(page - 1) * limit: page * limit]
         more = page * limit < len(rows)
