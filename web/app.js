@@ -149,6 +149,7 @@ function unauthorized(error) {
   sessionStorage.removeItem(KEY_STORAGE);
   state.key = null;
   stopEvents();
+  $('key-input').value = '';
   const reason = error.details.message ? `: ${error.details.message}` : '';
   showKeyView(`That key was not accepted${reason}.`);
 }
@@ -245,6 +246,12 @@ async function connectEvents() {
 }
 
 function statusChanged(change) {
+  // An upload of this page that has finished processing leaves the uploads list.
+  for (const item of $('uploads').querySelectorAll('li[data-id]')) {
+    if (item.dataset.id !== change.datasourceId) continue;
+    item.querySelector('.upload-status').textContent = `Processing ${change.status}`;
+    setTimeout(() => item.remove(), 1500);
+  }
   const known = state.sources.find((source) => source.datasourceId === change.datasourceId);
   if (known) {
     known.status = change.status;
@@ -284,10 +291,10 @@ function renderSources() {
       el('th', { scope: 'row' },
         el('a', { href: `#/sources/${encodeURIComponent(source.datasourceId)}`, 'aria-current': selected ? 'page' : null },
           source.fileName)),
-      el('td', {}, source.contentType),
+      el('td', { class: 'wide-only' }, source.contentType),
       el('td', { class: 'num' }, formatSize(source.fileSize)),
       el('td', {}, statusBadge(source.status)),
-      el('td', {}, time(source.uploadedAt)),
+      el('td', { class: 'wide-only' }, time(source.uploadedAt)),
       el('td', {}, time(source.processedAt))));
   }
   $('list-empty').hidden = state.sources.length > 0;
@@ -328,7 +335,6 @@ function uploadFile(file) {
         renderSources();
       }
       announce(`${file.name} uploaded; processing`);
-      setTimeout(() => item.remove(), 8000);
     } else {
       const error = new ApiError(request.status, body);
       item.classList.add('failed');

@@ -66,8 +66,8 @@ private let indexHtml = ##"""
       <table id="sources">
         <caption class="visually-hidden">Data sources; status updates live</caption>
         <thead>
-          <tr><th scope="col">Name</th><th scope="col">Type</th><th scope="col" class="num">Size</th>
-            <th scope="col">Status</th><th scope="col">Uploaded</th><th scope="col">Processed</th></tr>
+          <tr><th scope="col">Name</th><th scope="col" class="wide-only">Type</th><th scope="col" class="num">Size</th>
+            <th scope="col">Status</th><th scope="col" class="wide-only">Uploaded</th><th scope="col">Processed</th></tr>
         </thead>
         <tbody></tbody>
       </table>
@@ -306,6 +306,7 @@ function unauthorized(error) {
   sessionStorage.removeItem(KEY_STORAGE);
   state.key = null;
   stopEvents();
+  $('key-input').value = '';
   const reason = error.details.message ? `: ${error.details.message}` : '';
   showKeyView(`That key was not accepted${reason}.`);
 }
@@ -402,6 +403,12 @@ async function connectEvents() {
 }
 
 function statusChanged(change) {
+  // An upload of this page that has finished processing leaves the uploads list.
+  for (const item of $('uploads').querySelectorAll('li[data-id]')) {
+    if (item.dataset.id !== change.datasourceId) continue;
+    item.querySelector('.upload-status').textContent = `Processing ${change.status}`;
+    setTimeout(() => item.remove(), 1500);
+  }
   const known = state.sources.find((source) => source.datasourceId === change.datasourceId);
   if (known) {
     known.status = change.status;
@@ -441,10 +448,10 @@ function renderSources() {
       el('th', { scope: 'row' },
         el('a', { href: `#/sources/${encodeURIComponent(source.datasourceId)}`, 'aria-current': selected ? 'page' : null },
           source.fileName)),
-      el('td', {}, source.contentType),
+      el('td', { class: 'wide-only' }, source.contentType),
       el('td', { class: 'num' }, formatSize(source.fileSize)),
       el('td', {}, statusBadge(source.status)),
-      el('td', {}, time(source.uploadedAt)),
+      el('td', { class: 'wide-only' }, time(source.uploadedAt)),
       el('td', {}, time(source.processedAt))));
   }
   $('list-empty').hidden = state.sources.length > 0;
@@ -485,7 +492,6 @@ function uploadFile(file) {
         renderSources();
       }
       announce(`${file.name} uploaded; processing`);
-      setTimeout(() => item.remove(), 8000);
     } else {
       const error = new ApiError(request.status, body);
       item.classList.add('failed');
@@ -878,6 +884,8 @@ private let appCss = ##"""
 
 * { box-sizing: border-box; }
 
+[hidden] { display: none !important; }
+
 body {
   margin: 0;
   background: var(--bg);
@@ -934,7 +942,7 @@ main {
 }
 main:focus { outline: none; }
 
-section + section { margin-top: 2rem; }
+#source-view { margin-top: 2rem; }
 
 .card {
   max-width: 34rem;
@@ -1020,6 +1028,7 @@ tbody tr:last-child > * { border-bottom: none; }
 tbody th { font-weight: 600; }
 td, tbody th { overflow-wrap: anywhere; max-width: 28rem; }
 .num { text-align: right; font-variant-numeric: tabular-nums; }
+#sources td.num { white-space: nowrap; }
 td.null::after { content: "null"; color: var(--muted); font-style: italic; }
 tr.selected { background: var(--panel); }
 tr.selected th a { font-weight: 700; }
@@ -1046,6 +1055,7 @@ th[aria-sort="ascending"] .arrow, th[aria-sort="descending"] .arrow { color: var
   border-radius: 999px;
   font-size: 0.85rem;
   font-weight: 600;
+  white-space: nowrap;
 }
 .status-completed { background: var(--ok-bg); color: var(--ok-fg); }
 .status-processing { background: var(--busy-bg); color: var(--busy-fg); }
@@ -1083,6 +1093,9 @@ dialog::backdrop { background: rgb(0 0 0 / 45%); }
   .filter-row input { flex-basis: 100%; }
   th, td { padding: 0.4rem; }
   .meta { grid-template-columns: repeat(2, minmax(0, 1fr)); }
+  /* The list keeps name, size, status and processed time on a phone. */
+  #sources .wide-only { display: none; }
+  time { white-space: normal; }
 }
 
 @media (prefers-reduced-motion: no-preference) {
