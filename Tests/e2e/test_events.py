@@ -196,3 +196,10 @@ def test_sigterm_ends_open_streams_and_exits_0(tmp_path):
         for stream in streams:
             assert stream.next() is None, "the stream ended cleanly (the final chunk, not a reset)"
             stream.close()
+
+
+def test_help_names_the_page_and_the_events():
+    from agentproc import agent_binary
+    import subprocess
+    out = subprocess.run([agent_binary(), "serve-http", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "a web page at /." in out and "GET /api/v2/events" in out and "POST /api/v2/events/token" in out
