@@ -652,7 +652,7 @@ async function loadRows() {
     if (state.view !== view) return;
     if (error.code === 'INVALID_PARAMETERS' && error.details.parameter === 'filter') {
       showFilterError(error);
-      info.textContent = 'The filter was not applied.';
+      info.textContent = 'The filter was not applied; the rows below are unchanged.';
     } else {
       info.textContent = `Could not read the rows: ${error.describe()}`;
     }
