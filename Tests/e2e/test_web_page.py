@@ -321,6 +321,35 @@ def test_hostile_cells_and_names_are_text(rest, driver):
     assert not [e for e in console_errors(driver) if "Content Security Policy" in e]
 
 
+def test_drop_a_file_and_open_it_by_keyboard(rest, driver):
+    driver.get(rest.base + "/")
+    wait(driver, text_in("#live-text", "Live"))
+    # A drop as the browser delivers it (selenium cannot drag from the desktop).
+    driver.execute_script("""
+        const transfer = new DataTransfer();
+        transfer.items.add(new File(['city,population\\nLyon,522000\\nNantes,320000\\n'], 'dropped.csv', {type: 'text/csv'}));
+        const zone = document.getElementById('drop');
+        for (const type of ['dragenter', 'dragover', 'drop']) {
+            zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        }""")
+    link = wait(driver, lambda d: next((a for a in d.find_elements(By.CSS_SELECTOR, "#sources th a") if a.text == "dropped.csv"), None))
+    datasource_id = link.find_element(By.XPATH, "../..").get_attribute("data-id")
+    wait(driver, lambda d: status_of(d, datasource_id) == "completed")
+    # Keyboard only: focus the link, Enter opens the source, its heading takes the focus.
+    driver.execute_script("arguments[0].focus()", find(driver, f'#sources tr[data-id="{datasource_id}"] th a'))
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    wait(driver, text_in("#rows-info", "Rows 1–2 of 2"))
+    assert driver.switch_to.active_element.get_attribute("id") == "source-title"
+    assert column_values(driver, 0) == ["Lyon", "Nantes"]
+    # The confirmation dialog is keyboard operable: Escape cancels, nothing is deleted.
+    find(driver, "#delete").send_keys(Keys.ENTER)
+    wait(driver, visible("#confirm-delete"))
+    assert driver.switch_to.active_element.get_attribute("id") == "confirm-cancel"
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    wait(driver, EC.invisibility_of_element_located((By.CSS_SELECTOR, "#confirm-delete")))
+    assert http("GET", f"{rest.api}/datasources/{datasource_id}", rest.write)[0] == 200
+
+
 def test_readable_on_a_phone_and_keyboard_operable(rest, driver):
     driver.set_window_size(390, 844)
     driver.get(rest.base + "/")
