@@ -20,7 +20,7 @@ extension RESTServer {
         .init("X-Accel-Buffering")!: "no",
     ]
 
-    func addEventRoutes(to router: Router<BasicRequestContext>) {
+    func addEventRoutes(to router: Router<RESTRequestContext>) {
         router.get(RouterPath(HTTPRoute.prefix + "/events")) { [self] request, _ in
             await eventStream(request)
         }
@@ -45,7 +45,7 @@ extension RESTServer {
             "token": .string(token),
             "expiresIn": .int(eventTokens.lifetime.components.seconds),
         ]
-        var response = RESTMiddleware<BasicRequestContext>.body(status: .ok, body)
+        var response = RESTMiddleware.body(status: .ok, body)
         response.headers[.cacheControl] = "no-store"
         return response
     }

@@ -123,7 +123,7 @@ public final class RESTServer: Service, DownloadOrigin {
     // MARK: Service
 
     public func run() async throws {
-        let router = Router()
+        let router = Router(context: RESTRequestContext.self)
         router.add(middleware: RESTMiddleware(limiter: limiter, logger: logger))
         for operation in AgentService.restOperations {
             let path = operation.route.fullPath.replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: "")
@@ -208,7 +208,7 @@ public final class RESTServer: Service, DownloadOrigin {
         return trimmed
     }
 
-    func handle(_ operation: RESTOperation, request: Request, context: BasicRequestContext) async -> Response {
+    func handle(_ operation: RESTOperation, request: Request, context: RESTRequestContext) async -> Response {
         let key = Self.bearerKey(request)
         var temporaryDirectory: String?
         defer { if let temporaryDirectory { try? FileManager.default.removeItem(atPath: temporaryDirectory) } }
@@ -440,14 +440,29 @@ final class FileWriter {
     }
 }
 
+/// The request context of the REST face: Hummingbird's basic one plus the client's address,
+/// by which requests without a key are counted.
+struct RESTRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    /// The peer's IP address (nil for a Unix socket or when the channel no longer knows it).
+    let clientAddress: String?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        clientAddress = source.channel.remoteAddress?.ipAddress
+    }
+}
+
 /// Every answer of the REST face: the rate limit counted and its headers set, and errors
 /// that never reach a route (an unknown path, a method a path does not take) as Claro bodies.
-struct RESTMiddleware<Context: RequestContext>: RouterMiddleware {
+struct RESTMiddleware: RouterMiddleware {
+    typealias Context = RESTRequestContext
     let limiter: RateLimiter
     let logger: Logger
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let decision = limiter.take(RESTServer.bearerKey(request).map { "key " + $0 } ?? "anonymous")
+        // Per key; requests without one (the page, its event stream's token) per client address.
+        let decision = limiter.take(RESTServer.bearerKey(request).map { "key " + $0 } ?? "anonymous " + (context.clientAddress ?? ""))
         var response: Response
         if decision.allowed {
             do {

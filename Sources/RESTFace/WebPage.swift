@@ -10,7 +10,7 @@ extension RESTServer {
 
     /// `/` and its assets (`WebAssets`, generated from `web/`): no key needed, the page asks
     /// for one. Served with the policy above and no caching beyond revalidation.
-    func addPageRoutes(to router: Router<BasicRequestContext>) {
+    func addPageRoutes(to router: Router<RESTRequestContext>) {
         for (path, file) in WebAssets.files {
             let bytes = Array(file.body.utf8)
             let etag = "\"\(Self.fnv1a(bytes))\""

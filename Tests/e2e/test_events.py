@@ -204,3 +204,28 @@ def test_help_names_the_page_and_the_events():
     out = subprocess.run([agent_binary(), "serve-http", "--help"], capture_output=True, text=True, check=True).stdout
     out = " ".join(out.split())  # the help wraps its lines
     assert "a web page at /." in out and "GET /api/v2/events" in out and "POST /api/v2/events/token" in out
+
+
+def test_requests_without_a_key_are_counted_per_client_address(tmp_path):
+    import http.client
+    store = tmp_path / "store"
+    key = create_key(store, "read")
+    server = RestServer(store, "--rate-limit", "3", listen="0.0.0.0:0")
+    with server:
+        port = int(server.base.rsplit(":", 1)[1])
+
+        def get(path, source, headers=None):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+            connection.request("GET", path, headers=headers or {})
+            response = connection.getresponse()
+            response.read()
+            connection.close()
+            return response.status
+
+        if time.time() % 60 > 55:  # the windows are wall-clock minutes: not across a boundary
+            time.sleep(60 - time.time() % 60 + 0.1)
+        assert [get("/app.css", "127.0.0.1") for _ in range(4)] == [200, 200, 200, 429]
+        # Another address has its own budget, and so has a key.
+        assert get("/app.css", "127.0.0.2") == 200
+        assert get("/api/v2/datasources", "127.0.0.1", {"Authorization": f"Bearer {key}"}) == 200
+    assert server.proc.returncode == 0
