@@ -170,3 +170,26 @@ extension AgentService {
         OpenAPIDocument.make(operations: restOperations, version: version)
     }
 }
+
+extension AgentService {
+    /// The key check of the REST face's event stream and of its tokens: the read grant a
+    /// session needs to be sent `datasources/statusChanged`. Throws `DataSourceError` only.
+    public func authorizeEvents(apiKey: String?) async throws {
+        do {
+            try await authorize(.read, method: "datasources/statusChanged", key: apiKey)
+        } catch let error as DataSourceError {
+            throw error
+        } catch {
+            throw unexpected(error, method: "datasources/statusChanged")
+        }
+    }
+
+    /// Observes the backend's status changes (the REST face's event stream).
+    public func addStatusObserver(_ observer: @escaping @Sendable (StatusChange) -> Void) -> ObserverToken {
+        backend.addStatusObserver(observer)
+    }
+
+    public func removeStatusObserver(_ token: ObserverToken) {
+        backend.removeObserver(token)
+    }
+}

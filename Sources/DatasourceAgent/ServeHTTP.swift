@@ -13,12 +13,15 @@ import UnixSignals
 struct ServeHTTP: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve-http",
-        abstract: "Serve the store as the Claro v2 REST API (/api/v2/datasources…, Bearer keys, rate limits).",
+        abstract: "Serve the store as the Claro v2 REST API (/api/v2/datasources…, Bearer keys, rate limits) and a web page at /.",
         discussion: """
             Routes: GET /api/v2/datasources, GET|DELETE /api/v2/datasources/{id}, GET /api/v2/datasources/{id}/data, \
             POST /api/v2/datasources/{id}/download, POST /api/v2/datasources/{id}/export, POST /api/v2/datasources \
             (multipart: file, optional options JSON and contentType), POST /api/v2/query, GET /api/v2/openapi.json; \
-            signed links under /downloads/ and /exports/. Every request needs Authorization: Bearer KEY (keys create); \
+            GET /api/v2/events (server-sent statusChanged events; Last-Event-ID resumes; a browser opens it with a \
+            token from POST /api/v2/events/token); signed links under /downloads/ and /exports/; the web page at / \
+            (/app.js, /app.css), which needs no key itself and asks for one. Every API request needs \
+            Authorization: Bearer KEY (keys create); \
             the store must have a key unless --no-auth, which is accepted only on a loopback address. \
             Prints "datasource-agent serve-http listening on http://HOST:PORT" to stderr once bound. \
             See protocol/README.md (REST face).
@@ -74,6 +77,12 @@ struct ServeHTTP: AsyncParsableCommand {
         return (host, port)
     }
 
+    /// A test hook's duration (protocol/README.md, Test hooks): a positive whole number of ms.
+    static func milliseconds(_ text: String?) -> Duration? {
+        guard let text, let value = Int(text), value > 0 else { return nil }
+        return .milliseconds(value)
+    }
+
     static func isLoopback(_ host: String) -> Bool {
         host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
@@ -119,7 +128,9 @@ struct ServeHTTP: AsyncParsableCommand {
             service: service, authority: local,
             configuration: RESTServer.Configuration(
                 host: host, port: port, publicURL: publicURL, rateLimit: rateLimit, maxUploadBytes: maxUploadBytes,
-                portFile: portFile, version: DatasourceAgent.version),
+                portFile: portFile, version: DatasourceAgent.version,
+                eventsHeartbeat: Self.milliseconds(environment["DATASOURCE_AGENT_EVENTS_HEARTBEAT_MS"]) ?? .seconds(15),
+                eventsTokenLifetime: Self.milliseconds(environment["DATASOURCE_AGENT_EVENTS_TOKEN_TTL_MS"]) ?? .seconds(60)),
             logger: logger)
         // Download and export links use the REST listener's origin.
         local.attachDownloadServer(rest)

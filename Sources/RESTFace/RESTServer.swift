@@ -24,8 +24,17 @@ public final class RESTServer: Service, DownloadOrigin {
         /// Where to write `HOST:PORT` once bound (for `--listen HOST:0`).
         public var portFile: String?
         public var version: String
+        /// How often an open event stream is sent `: keep-alive` (and its key checked again).
+        public var eventsHeartbeat: Duration
+        /// How long a token from `POST /api/v2/events/token` opens event streams.
+        public var eventsTokenLifetime: Duration
 
-        public init(host: String, port: Int, publicURL: String?, rateLimit: Int, maxUploadBytes: Int, portFile: String?, version: String) {
+        public init(
+            host: String, port: Int, publicURL: String?, rateLimit: Int, maxUploadBytes: Int, portFile: String?, version: String,
+            eventsHeartbeat: Duration = .seconds(15), eventsTokenLifetime: Duration = .seconds(60)
+        ) {
+            self.eventsHeartbeat = eventsHeartbeat
+            self.eventsTokenLifetime = eventsTokenLifetime
             self.host = host
             self.port = port
             self.publicURL = publicURL
@@ -47,6 +56,8 @@ public final class RESTServer: Service, DownloadOrigin {
     let logger: Logger
     let limiter: RateLimiter
     let openAPI: [UInt8]
+    let events: EventHub
+    let eventTokens: EventTokens
     private let state = Mutex<State>(.starting(waiters: []))
 
     private enum State {
@@ -62,6 +73,8 @@ public final class RESTServer: Service, DownloadOrigin {
         self.logger = logger
         limiter = RateLimiter(limit: configuration.rateLimit)
         openAPI = AgentService.openAPIDocument(version: configuration.version).prettyPrinted(indent: 2) + [0x0A]
+        events = EventHub()
+        eventTokens = EventTokens(lifetime: configuration.eventsTokenLifetime)
     }
 
     // MARK: DownloadOrigin
@@ -110,7 +123,7 @@ public final class RESTServer: Service, DownloadOrigin {
     // MARK: Service
 
     public func run() async throws {
-        let router = Router()
+        let router = Router(context: RESTRequestContext.self)
         router.add(middleware: RESTMiddleware(limiter: limiter, logger: logger))
         for operation in AgentService.restOperations {
             let path = operation.route.fullPath.replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: "")
@@ -124,6 +137,8 @@ public final class RESTServer: Service, DownloadOrigin {
                 status: .ok, headers: [.contentType: "application/json", .contentLength: String(openAPI.count)],
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: openAPI)))
         }
+        addEventRoutes(to: router)
+        addPageRoutes(to: router)
         let authority = self.authority
         router.get(RouterPath(DownloadLinkShape.routePattern)) { request, context in
             try await DownloadServer.serve(request, context: context, authority: authority, headOnly: false)
@@ -153,10 +168,29 @@ public final class RESTServer: Service, DownloadOrigin {
                 settle(.running(origin: origin))
             },
             logger: logger)
+        // Status changes become events from now on; the heartbeat runs beside the listener.
+        let events = self.events
+        let observer = service.addStatusObserver { change in events.publish(change) }
+        defer { service.removeStatusObserver(observer) }
+        let heartbeat = Task { [configuration] in
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: configuration.eventsHeartbeat) } catch { return }
+                events.beat()
+            }
+        }
+        defer { heartbeat.cancel() }
         do {
-            try await app.run()
+            // Open event streams would hold the graceful shutdown's drain forever: they end
+            // (cleanly, after the frame being written) as soon as shutdown begins.
+            try await withGracefulShutdownHandler {
+                try await app.run()
+            } onGracefulShutdown: {
+                events.close()
+            }
+            events.close()
             settle(.stopped)
         } catch {
+            events.close()
             settle(.stopped)
             throw error
         }
@@ -174,7 +208,7 @@ public final class RESTServer: Service, DownloadOrigin {
         return trimmed
     }
 
-    func handle(_ operation: RESTOperation, request: Request, context: BasicRequestContext) async -> Response {
+    func handle(_ operation: RESTOperation, request: Request, context: RESTRequestContext) async -> Response {
         let key = Self.bearerKey(request)
         var temporaryDirectory: String?
         defer { if let temporaryDirectory { try? FileManager.default.removeItem(atPath: temporaryDirectory) } }
@@ -406,14 +440,29 @@ final class FileWriter {
     }
 }
 
+/// The request context of the REST face: Hummingbird's basic one plus the client's address,
+/// by which requests without a key are counted.
+struct RESTRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    /// The peer's IP address (nil for a Unix socket or when the channel no longer knows it).
+    let clientAddress: String?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        clientAddress = source.channel.remoteAddress?.ipAddress
+    }
+}
+
 /// Every answer of the REST face: the rate limit counted and its headers set, and errors
 /// that never reach a route (an unknown path, a method a path does not take) as Claro bodies.
-struct RESTMiddleware<Context: RequestContext>: RouterMiddleware {
+struct RESTMiddleware: RouterMiddleware {
+    typealias Context = RESTRequestContext
     let limiter: RateLimiter
     let logger: Logger
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let decision = limiter.take(RESTServer.bearerKey(request).map { "key " + $0 } ?? "anonymous")
+        // Per key; requests without one (the page, its event stream's token) per client address.
+        let decision = limiter.take(RESTServer.bearerKey(request).map { "key " + $0 } ?? "anonymous " + (context.clientAddress ?? ""))
         var response: Response
         if decision.allowed {
             do {
@@ -443,6 +492,9 @@ struct RESTMiddleware<Context: RequestContext>: RouterMiddleware {
             ]))
             response.headers[.retryAfter] = String(decision.retryAfter)
         }
+        // Nothing the face serves is to be sniffed into another type (the page's own headers
+        // add its Content-Security-Policy).
+        response.headers[.init("X-Content-Type-Options")!] = "nosniff"
         response.headers[.init("X-RateLimit-Limit")!] = String(decision.limit)
         response.headers[.init("X-RateLimit-Remaining")!] = String(decision.remaining)
         response.headers[.init("X-RateLimit-Reset")!] = String(decision.reset)
@@ -453,7 +505,7 @@ struct RESTMiddleware<Context: RequestContext>: RouterMiddleware {
     static func methods(allowedAt path: String) -> [String] {
         let segments = path.split(separator: "/")
         var verbs: [String] = []
-        let routes = AgentService.restOperations.map { ($0.route.verb.rawValue, $0.route.fullPath) } + [("GET", HTTPRoute.prefix + "/openapi.json")]
+        let routes = AgentService.restOperations.map { ($0.route.verb.rawValue, $0.route.fullPath) } + RESTServer.extraRoutes
         for (verb, template) in routes {
             let parts = template.split(separator: "/")
             guard parts.count == segments.count else { continue }

@@ -86,3 +86,66 @@ def http(method: str, url: str, key: str | None = None, body: bytes | None = Non
         return status, got, json.loads(raw)
     except ValueError:
         return status, got, raw
+
+
+class EventStream:
+    """A server-sent events client over http.client: `next()` returns one frame as a dict
+    (`event`, `id`, `data` parsed as JSON, `retry`, `comments`), None at the end of the stream."""
+
+    def __init__(self, base: str, path: str = "/api/v2/events", key: str | None = None,
+                 headers: dict | None = None, timeout: float = 10):
+        import http.client
+        from urllib.parse import urlsplit
+        parts = urlsplit(base)
+        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        all_headers = {"Accept": "text/event-stream", **(headers or {})}
+        if key is not None:
+            all_headers["Authorization"] = f"Bearer {key}"
+        self.connection.request("GET", path, headers=all_headers)
+        self.response = self.connection.getresponse()
+        self.status = self.response.status
+        self.headers = self.response.headers
+
+    def body(self):
+        return json.loads(self.response.read())
+
+    def next(self) -> dict | None:
+        frame: dict = {"comments": []}
+        while True:
+            line = self.response.readline()
+            if not line:
+                return None
+            line = line.decode().rstrip("\r\n")
+            if line == "":
+                if set(frame) == {"comments"} and not frame["comments"]:
+                    continue
+                if "data" in frame:
+                    frame["data"] = json.loads(frame["data"])
+                return frame
+            if line.startswith(":"):
+                frame["comments"].append(line[1:].strip())
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            frame[name] = frame[name] + "\n" + value if name == "data" and "data" in frame else value
+
+    def until(self, predicate, timeout: float = 30) -> dict:
+        """The first frame that satisfies predicate; fails at the end of the stream or the timeout."""
+        deadline = time.time() + timeout
+        seen = []
+        while time.time() < deadline:
+            frame = self.next()
+            assert frame is not None, f"the stream ended; seen {seen}"
+            if predicate(frame):
+                return frame
+            seen.append(frame)
+        raise TimeoutError(f"no such frame in {timeout} s; seen {seen}")
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> "EventStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
