@@ -16,14 +16,14 @@ import Testing
     }
 
     func pipeline(
-        _ text: String, name: String = "in.csv", contentType: String = "text/csv", rowsPerBatch: Int? = nil,
+        _ text: String, name: String = "in.csv", contentType: String = "text/csv", rowsPerBatch: Int? = nil, stages: Bool = true,
         cancelled: @escaping () -> Bool = { false }
     ) throws -> IngestionPipeline {
         let source = directory.appendingPathComponent(name)
         try Data(text.utf8).write(to: source)
         let pipeline = try IngestionPipeline(
             source: source, contentType: contentType, options: ParseOptions(), output: directory.appendingPathComponent("\(name).sqlite"),
-            workDirectory: directory, isCancelled: cancelled, progress: { _, _ in })
+            workDirectory: directory, isCancelled: cancelled, stages: { stages }, progress: { _, _ in })
         pipeline.rowsPerBatch = rowsPerBatch
         return pipeline
     }
@@ -46,9 +46,13 @@ import Testing
         }
     }
 
+    /// Threads of the load (insert stages and reading threads) still running, after a grace period.
     func waitForInsertStagesToEnd() -> Int {
-        for _ in 0..<200 where BatchInserter.live.load(ordering: .sequentiallyConsistent) > 0 { usleep(10_000) }
-        return BatchInserter.live.load(ordering: .sequentiallyConsistent)
+        func live() -> Int {
+            BatchInserter.live.load(ordering: .sequentiallyConsistent) + RecordPrefetcher.live.load(ordering: .sequentiallyConsistent)
+        }
+        for _ in 0..<200 where live() > 0 { usleep(10_000) }
+        return live()
     }
 
     /// 1,000 rows with cleaned numbers, short rows, null tokens and padded values spread over them.
@@ -65,8 +69,10 @@ import Testing
 
     @Test func resultsDoNotDependOnBatchBoundaries() throws {
         var outcomes: [(IngestionResult, [[String]])] = []
-        for (index, size) in [nil, 1, 7, 999, 1000].enumerated() {
-            let load = try pipeline(Self.messyCSV, name: "messy\(index).csv", rowsPerBatch: size)
+        // Stages on threads of their own with batches of several sizes, then on one thread.
+        let runs: [(Int?, Bool)] = [(nil, true), (1, true), (7, true), (999, true), (1000, true), (7, false), (nil, false)]
+        for (index, (size, stages)) in runs.enumerated() {
+            let load = try pipeline(Self.messyCSV, name: "messy\(index).csv", rowsPerBatch: size, stages: stages)
             outcomes.append((try load.run(), try tableRows(load)))
         }
         let (result, rows) = outcomes[0]
@@ -131,7 +137,7 @@ import Testing
         let layout = TableLayout(names: ["a", "b"], width: 2, dataStart: 0, firstDataLine: 2)
         let decisions = [ColumnDecision(type: .number), ColumnDecision(type: .string)]
         #expect {
-            try load.load(FailingReader(failAfter: 100), layout: layout, names: ["a", "b"], decisions: decisions)
+            try load.load(RecordPrefetcher(FailingReader(failAfter: 100), recordsPerBatch: 8), layout: layout, names: ["a", "b"], decisions: decisions)
         } throws: { error in
             (error as? IngestionFailure)?.message == "cannot read the file: Input/output error"
         }
@@ -160,6 +166,30 @@ import Testing
         for i in 0..<50_000 { text += "\(i),label \(i)\n" }
         let load = try pipeline(text, rowsPerBatch: 100, cancelled: { true })
         #expect(throws: IngestionPipeline.Cancelled.self) { try load.run() }
+        #expect(waitForInsertStagesToEnd() == 0)
+    }
+
+    @Test func thePrefetcherHandsOverEveryRecordThenTheReadersError() throws {
+        let reader = RecordPrefetcher(FailingReader(failAfter: 5003), recordsPerBatch: 100)
+        var record = LocalStore.Record()
+        var seen: [String] = []
+        #expect {
+            while try reader.next(into: &record) { seen.append(record.fieldString(0)) }
+        } throws: { error in
+            (error as? IngestionFailure)?.message == "cannot read the file: Input/output error"
+        }
+        #expect(seen == (0..<5003).map(String.init))
+        #expect(reader.declaredColumns == ["a", "b"])
+    }
+
+    @Test func releasingThePrefetcherEarlyStopsItsThread() throws {
+        do {
+            let reader = RecordPrefetcher(FailingReader(failAfter: 100_000, endsThere: true), recordsPerBatch: 64)
+            var record = LocalStore.Record()
+            for _ in 0..<10 { _ = try reader.next(into: &record) }
+            #expect(record.fieldString(1) == "row 9")
+            #expect(RecordPrefetcher.live.load(ordering: .sequentiallyConsistent) == 1)
+        }
         #expect(waitForInsertStagesToEnd() == 0)
     }
 }

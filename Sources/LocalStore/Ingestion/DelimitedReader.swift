@@ -191,6 +191,15 @@ struct DelimitedReader: RecordReader {
         }
     }
 
+    private static let everyByte: UInt64 = 0x0101_0101_0101_0101
+    private static let newlines: UInt64 = 0x0A * everyByte
+    private static let returns: UInt64 = 0x0D * everyByte
+
+    /// The high bit of the lowest zero byte of `word` (and maybe of bytes above it, never below).
+    @inline(__always) private static func zeroBytes(_ word: UInt64) -> UInt64 {
+        (word &- everyByte) & ~word & 0x8080_8080_8080_8080
+    }
+
     /// With `lineBound`, a quote that does not close before the line ends is read as text
     /// (the stray-quote repair).
     private func parse(
@@ -277,6 +286,19 @@ struct DelimitedReader: RecordReader {
             if !quotedDone {
                 let fieldStart = i
                 if let delimiter {
+                    #if _endian(little)
+                    // Eight bytes at a time to the first delimiter or line end, then byte by byte.
+                    let delimiters = UInt64(delimiter) &* Self.everyByte
+                    while i + 8 <= end {
+                        let word = UnsafeRawPointer(b.baseAddress! + i).loadUnaligned(as: UInt64.self)
+                        let found = Self.zeroBytes(word ^ delimiters) | Self.zeroBytes(word ^ Self.newlines) | Self.zeroBytes(word ^ Self.returns)
+                        if found != 0 {
+                            i += found.trailingZeroBitCount >> 3
+                            break
+                        }
+                        i += 8
+                    }
+                    #endif
                     while i < end {
                         let c = b[i]
                         if c == delimiter || c == 0x0A || c == 0x0D { break }

@@ -49,12 +49,15 @@ final class IngestionPipeline {
     let workDirectory: URL
     let fileSize: Int64
     let isCancelled: () -> Bool
+    /// Asked as each load starts: whether it may run its stages on threads of their own
+    /// (false while another upload is processing, when the cores are busy already).
+    let stages: () -> Bool
     let progress: (_ bytesDone: Int64, _ rows: Int) -> Void
     private let extraNulls: [[UInt8]]
 
     init(
         source: URL, contentType: String, options: ParseOptions, output: URL, workDirectory: URL,
-        isCancelled: @escaping () -> Bool, progress: @escaping (Int64, Int) -> Void
+        isCancelled: @escaping () -> Bool, stages: @escaping () -> Bool = { true }, progress: @escaping (Int64, Int) -> Void
     ) throws {
         guard let format = SourceFormat(contentType: contentType) else {
             throw IngestionFailure("unsupported format \(contentType): expected CSV, TSV, JSON, JSON Lines, plain text, XLSX or PDF")
@@ -65,6 +68,7 @@ final class IngestionPipeline {
         self.output = output
         self.workDirectory = workDirectory
         self.isCancelled = isCancelled
+        self.stages = stages
         self.progress = progress
         fileSize = (try? FileManager.default.attributesOfItem(atPath: source.path)[.size] as? Int64) ?? 0
         extraNulls = (options.nullValues ?? []).map { Array($0.utf8) }
@@ -165,12 +169,20 @@ final class IngestionPipeline {
         var decisions = try profiled(&sampleReader, limit: .max)
 
         // Load; on a value that does not fit, profile the whole file and load again.
+        // The records are read and tokenized a batch ahead on a thread of their own.
+        let recordsPerBatch = rowsPerBatch ?? 2048
+        func prefetched() throws -> any RecordReader {
+            let reader = try makeReader(layout.dataStart, layout.firstDataLine, layout.width)
+            return stages() ? RecordPrefetcher(reader, recordsPerBatch: recordsPerBatch) : reader
+        }
         do {
-            return try load(makeReader(layout.dataStart, layout.firstDataLine, layout.width), layout: layout, names: columnNames, decisions: decisions)
+            return try load(prefetched(), layout: layout, names: columnNames, decisions: decisions)
         } catch is DoesNotFit {
-            var full = try makeReader(layout.dataStart, layout.firstDataLine, layout.width)
-            decisions = try profiled(&full, limit: .max)
-            return try load(makeReader(layout.dataStart, layout.firstDataLine, layout.width), layout: layout, names: columnNames, decisions: decisions)
+            do {
+                var full = try prefetched()
+                decisions = try profiled(&full, limit: .max)
+            }
+            return try load(prefetched(), layout: layout, names: columnNames, decisions: decisions)
         }
     }
 
@@ -244,8 +256,9 @@ final class IngestionPipeline {
         }
     }
 
-    /// Rows per batch handed from the parse stage to the insert stage: about 128k cells,
-    /// at most 8,192 rows (tests make it small to cross batch boundaries).
+    /// Rows per batch handed from the parse stage to the insert stage (about 128k cells, at
+    /// most 8,192 rows), and records per batch from the reading thread (2,048); tests make
+    /// both small to cross batch boundaries.
     var rowsPerBatch: Int?
     /// Called with the table writer before any row is loaded (tests make inserts fail with it).
     var prepareWriter: ((TableWriter) -> Void)?
@@ -259,7 +272,7 @@ final class IngestionPipeline {
         let writer = try TableWriter(path: output.path, columnCount: columnCount)
         prepareWriter?(writer)
         let inserter = BatchInserter(
-            writer: writer, columns: columnCount, rowsPerBatch: rowsPerBatch ?? max(1, min(8192, (1 << 17) / columnCount)))
+            writer: writer, columns: columnCount, rowsPerBatch: rowsPerBatch ?? max(1, min(8192, (1 << 17) / columnCount)), threaded: stages())
         var issues: [(line: Int, column: String?, severity: String, kind: String, reason: String)] = []
         var warnings = 0
         var errors = 0

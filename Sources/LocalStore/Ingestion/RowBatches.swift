@@ -114,9 +114,17 @@ final class BatchInserter: @unchecked Sendable {
     /// Insert stages whose thread has not ended yet, in this process (for tests).
     static let live = Atomic<Int>(0)
 
-    init(writer: TableWriter, columns: Int, rowsPerBatch: Int, depth: Int = 3) {
+    /// Without a thread (`threaded: false`), each batch is inserted as it is submitted.
+    private let threaded: Bool
+
+    init(writer: TableWriter, columns: Int, rowsPerBatch: Int, depth: Int = 3, threaded: Bool = true) {
         self.writer = writer
-        free = (0..<max(2, depth)).map { _ in RowBatch(columns: columns, capacity: rowsPerBatch) }
+        self.threaded = threaded
+        free = (0..<(threaded ? max(2, depth) : 1)).map { _ in RowBatch(columns: columns, capacity: rowsPerBatch) }
+        guard threaded else {
+            running = false
+            return
+        }
         Self.live.add(1, ordering: .sequentiallyConsistent)
         let thread = Thread { [self] in
             insertLoop()
@@ -140,6 +148,12 @@ final class BatchInserter: @unchecked Sendable {
 
     /// Hands a filled batch to the insert stage.
     func submit(_ batch: RowBatch) throws {
+        guard threaded else {
+            try insert(batch)
+            rowsInserted += batch.rows
+            free.append(batch)
+            return
+        }
         condition.lock()
         defer { condition.unlock() }
         if let failure { throw failure }
@@ -149,6 +163,7 @@ final class BatchInserter: @unchecked Sendable {
 
     /// Waits until every submitted row is inserted; throws the insert stage's error if any.
     func finish() throws {
+        guard threaded else { return }
         condition.lock()
         producing = false
         condition.broadcast()
