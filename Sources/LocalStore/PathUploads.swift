@@ -69,6 +69,9 @@ public struct PathUploadPolicy: Sendable {
         if flags >= 0 { _ = fcntl(source, F_SETFL, flags & ~O_NONBLOCK) }
 
         let target = try NewStoreFile(destination)
+        // Inside the kernel when it can (no trip through this process's memory); whatever it
+        // did not copy, the loop below reads and writes (it starts where the kernel stopped).
+        if info.st_size > 0 { target.copyInKernel(from: source) }
         let bufferSize = 1 << 20
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
         defer { buffer.deallocate() }
@@ -123,6 +126,29 @@ final class NewStoreFile {
             }
             written += n
         }
+    }
+
+    #if os(Linux)
+    private typealias CopyFileRange = @convention(c) (Int32, UnsafeMutablePointer<Int64>?, Int32, UnsafeMutablePointer<Int64>?, Int, UInt32) -> Int
+    /// glibc's `copy_file_range` (2.27 and later), which Swift's Glibc module does not export.
+    private static let copyFileRange: CopyFileRange? = dlsym(dlopen(nil, RTLD_NOW), "copy_file_range").map {
+        unsafeBitCast($0, to: CopyFileRange.self)
+    }
+    #endif
+
+    /// Copies `source` from its offset to its end into the file with `copy_file_range`, as far
+    /// as the kernel can; both offsets advance by what was copied, so a caller can go on with
+    /// `read` and `write` from there (a different file system, an old kernel, an error).
+    func copyInKernel(from source: Int32) {
+        #if os(Linux)
+        guard let copyFileRange = Self.copyFileRange else { return }
+        while true {
+            let count = copyFileRange(source, nil, fd, nil, 1 << 30, 0)
+            if count > 0 { continue }
+            if count < 0, errno == EINTR { continue }
+            return
+        }
+        #endif
     }
 
     /// Syncs the file and keeps it.
