@@ -250,5 +250,6 @@ final class BatchInserter: @unchecked Sendable {
             try writer.step(statement)
             row += rows
         }
+        writer.startWriteback()
     }
 }
