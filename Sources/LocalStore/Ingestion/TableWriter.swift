@@ -42,13 +42,6 @@ final class TableWriter {
         }
     }
 
-    #if os(Linux)
-    private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
-    /// glibc's `sync_file_range`, which Swift's Glibc module does not export.
-    private static let syncFileRange: SyncFileRange? = dlsym(dlopen(nil, RTLD_NOW), "sync_file_range").map {
-        unsafeBitCast($0, to: SyncFileRange.self)
-    }
-    #endif
     /// The table file, opened again (on first use) to start its writeback early.
     private var writebackDescriptor: Int32?
 
@@ -56,12 +49,9 @@ final class TableWriter {
     /// so that the sync when the file is complete has little left to do. (The page cache is
     /// kept small, 8 MiB, so pages reach the kernel as the load goes.)
     func startWriteback() {
-        #if os(Linux)
-        guard let syncFileRange = Self.syncFileRange else { return }
         if writebackDescriptor == nil { writebackDescriptor = open(path, O_RDONLY | O_CLOEXEC) }
         guard let descriptor = writebackDescriptor, descriptor >= 0 else { return }
-        _ = syncFileRange(descriptor, 0, 0, 2)  // SYNC_FILE_RANGE_WRITE
-        #endif
+        LinuxFileCalls.startWriteback(descriptor)
     }
 
     var lastError: String { connection.map { String(cString: sqlite3_errmsg($0)) } ?? "no connection" }
