@@ -87,7 +87,8 @@ final class RecordPrefetcher: RecordReader {
             Self.live.subtract(1, ordering: .sequentiallyConsistent)
             shared.done.signal()
         }
-        thread.stackSize = 1 << 20
+        // As much stack as the processing workers: JSON readers recurse into nested values.
+        thread.stackSize = 4 << 20
         thread.name = "ingest read"
         thread.start()
     }
