@@ -170,7 +170,7 @@ final class IngestionPipeline {
 
         // Load; on a value that does not fit, profile the whole file and load again.
         // The records are read and tokenized a batch ahead on a thread of their own.
-        let recordsPerBatch = rowsPerBatch ?? 2048
+        let recordsPerBatch = rowsPerBatch ?? max(16, min(2048, (1 << 17) / columnNames.count))
         func prefetched() throws -> any RecordReader {
             let reader = try makeReader(layout.dataStart, layout.firstDataLine, layout.width)
             return stages() ? RecordPrefetcher(reader, recordsPerBatch: recordsPerBatch) : reader
@@ -257,8 +257,8 @@ final class IngestionPipeline {
     }
 
     /// Rows per batch handed from the parse stage to the insert stage (about 128k cells, at
-    /// most 8,192 rows), and records per batch from the reading thread (2,048); tests make
-    /// both small to cross batch boundaries.
+    /// most 8,192 rows), and records per batch from the reading thread (at most 2,048, about
+    /// 128k fields); tests make both small to cross batch boundaries.
     var rowsPerBatch: Int?
     /// Called with the table writer before any row is loaded (tests make inserts fail with it).
     var prepareWriter: ((TableWriter) -> Void)?

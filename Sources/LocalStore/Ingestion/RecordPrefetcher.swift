@@ -5,7 +5,8 @@ import Synchronization
 /// Runs a `RecordReader` on a thread of its own, a batch of records ahead of its consumer:
 /// the reading and tokenizing of the next records overlaps the cleaning and converting of
 /// these. Records are handed over by swapping, so their buffers circulate between the two
-/// threads and nothing is copied or allocated per record. At most `depth` batches exist;
+/// threads and nothing is copied or allocated per record. At most `depth` batches exist, each
+/// at most `recordsPerBatch` records or about `batchBytes` bytes;
 /// the reader's error is thrown after the records read before it. Releasing the prefetcher
 /// (at the end of a load, or when it stops early) stops the thread and waits for it.
 final class RecordPrefetcher: RecordReader {
@@ -48,11 +49,21 @@ final class RecordPrefetcher: RecordReader {
                 batch.last = false
                 batch.failure = nil
                 do {
-                    while batch.count < batch.records.count {
+                    var bytes = 0
+                    while batch.count < batch.records.count, bytes < RecordPrefetcher.batchBytes {
+                        // A slot keeps its buffers from record to record, unless a long record
+                        // made them large: memory follows the batches' bytes, not the longest
+                        // record times the number of slots.
+                        if batch.records[batch.count].bytes.capacity > RecordPrefetcher.keptCapacity
+                            || batch.records[batch.count].ends.capacity > RecordPrefetcher.keptCapacity / 8
+                        {
+                            batch.records[batch.count] = Record()
+                        }
                         guard try reader.next(into: &batch.records[batch.count]) else {
                             batch.last = true
                             break
                         }
+                        bytes += batch.records[batch.count].bytes.count
                         batch.count += 1
                     }
                 } catch {
@@ -70,6 +81,10 @@ final class RecordPrefetcher: RecordReader {
     }
 
     private let shared: Shared
+    /// A batch ends after this many bytes of records, or at its number of records.
+    static let batchBytes = 4 << 20
+    /// Buffers larger than this (bytes; entries times 8 for field ends) are not kept in a slot.
+    static let keptCapacity = 1 << 14
     /// Reading threads that have not ended yet, in this process (for tests).
     static let live = Atomic<Int>(0)
     private var current: Batch?
