@@ -5,8 +5,9 @@ import Synchronization
 import Testing
 @testable import LocalStore
 
-/// The two-stage load (parse stage → batches → insert stage): results must not depend on
-/// where batches end, and a failure or cancellation on either side must stop both stages.
+/// The staged load (reading thread → records → convert stage → rows → insert stage): results
+/// must not depend on where batches end, and a failure or cancellation in any stage must stop
+/// every stage's thread.
 @Suite(.serialized) struct IngestionPipelineTests {
     let directory: URL
 

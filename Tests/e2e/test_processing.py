@@ -238,7 +238,7 @@ def test_type_widened_after_sample_keeps_every_value(agent):
 
 
 def test_rows_issues_and_cleaning_across_load_batches(agent, tmp_path):
-    # 30,000 rows: the load hands rows from the parse stage to the insert stage in batches of
+    # 30,000 rows: the load hands rows from the convert stage to the insert stage in batches of
     # 8,192 (10 columns or fewer), so rows, issues and cleaning tallies cross batch boundaries.
     path = tmp_path / "batches.csv"
     rows = 30_000

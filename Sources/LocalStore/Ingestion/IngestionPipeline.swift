@@ -256,16 +256,17 @@ final class IngestionPipeline {
         }
     }
 
-    /// Rows per batch handed from the parse stage to the insert stage (about 128k cells, at
+    /// Rows per batch handed from the convert stage to the insert stage (about 128k cells, at
     /// most 8,192 rows), and records per batch from the reading thread (at most 2,048, about
     /// 128k fields); tests make both small to cross batch boundaries.
     var rowsPerBatch: Int?
     /// Called with the table writer before any row is loaded (tests make inserts fail with it).
     var prepareWriter: ((TableWriter) -> Void)?
 
-    /// Loads the rows in two stages on two threads: this thread reads, cleans and converts
-    /// each record into a batch of ready-to-bind values (and keeps the issues, tallies and
-    /// samples, in file order); a `BatchInserter` binds and steps them into the table.
+    /// Loads the rows: this thread (the convert stage) cleans and converts each record that
+    /// `reader` gives (a `RecordPrefetcher`, reading on a thread of its own, when the load
+    /// has stages) into batches of ready-to-bind values, and keeps the issues, tallies and
+    /// samples, in file order; a `BatchInserter` binds and steps them into the table.
     func load(_ reader: any RecordReader, layout: TableLayout, names: [String], decisions: [ColumnDecision]) throws -> IngestionResult {
         var reader = reader
         let columnCount = names.count

@@ -3,7 +3,7 @@ import Foundation
 import GRDBSQLite
 import Synchronization
 
-/// Rows converted by the parse stage and ready to bind: per cell a kind and an 8-byte
+/// Rows converted by the convert stage and ready to bind: per cell a kind and an 8-byte
 /// payload (an integer, a double's bits, or where the cell's text ends in `text`; it starts
 /// where the previous text cell of the batch ended), row after row.
 final class RowBatch {
@@ -95,11 +95,11 @@ final class RowBatch {
 }
 
 /// The insert stage: a thread of its own that binds and steps the rows of each batch the
-/// parse stage hands it, while the parse stage reads and converts the next ones. Batches
+/// convert stage hands it, while the convert stage converts the next ones. Batches
 /// circulate between the two through a bounded queue (`depth` batches in all, so memory
 /// stays bounded whatever the file's size). A failure on either side stops both: the
-/// insert stage's error is thrown to the parse stage at its next hand-over, and the parse
-/// stage's own errors `abort` the insert stage before the writer is closed.
+/// insert stage's error is thrown to the convert stage at its next hand-over, and the
+/// convert stage's own errors `abort` the insert stage before the writer is closed.
 final class BatchInserter: @unchecked Sendable {
     private let writer: TableWriter
     private let condition = NSCondition()
