@@ -125,7 +125,9 @@ let package = Package(
         .testTarget(name: "JSONKitTests", dependencies: ["JSONKit"], swiftSettings: strict),
         .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC", "JSONKit"], swiftSettings: strict),
         .testTarget(name: "DataSourceDomainTests", dependencies: ["DataSourceDomain", "JSONKit"], swiftSettings: strict),
-        .testTarget(name: "LocalStoreTests", dependencies: ["LocalStore", "DataSourceDomain"], swiftSettings: strict),
+        .testTarget(
+            name: "LocalStoreTests", dependencies: ["LocalStore", "DataSourceDomain", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict),
         .testTarget(name: "RESTFaceTests", dependencies: ["RESTFace", "AgentService", "JSONKit"], swiftSettings: strict),
         .testTarget(
             name: "RemoteBackendTests",

@@ -66,12 +66,13 @@ def main():
         for name in ("before", "after"):
             runs[name].append(measure(getattr(args, name), csv_path))
     print(f"{args.rows:,} rows, {args.rounds} alternating rounds")
-    print("| measure | before (median) | after (median) | after / before |")
+    print("| measure | before: median (min–max) | after: median (min–max) | after / before |")
     print("|---|---|---|---|")
     for key in runs["before"][0]:
-        before = statistics.median(r[key] for r in runs["before"])
-        after = statistics.median(r[key] for r in runs["after"])
-        print(f"| {key} | {before:.3f} | {after:.3f} | {after / before:.2f} |")
+        values = {name: [r[key] for r in runs[name]] for name in runs}
+        before, after = (statistics.median(values[name]) for name in ("before", "after"))
+        spread = {name: f"{min(values[name]):.3f}–{max(values[name]):.3f}" for name in runs}
+        print(f"| {key} | {before:.3f} ({spread['before']}) | {after:.3f} ({spread['after']}) | {after / before:.2f} |")
 
 
 if __name__ == "__main__":

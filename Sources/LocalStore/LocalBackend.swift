@@ -306,7 +306,7 @@ public final class LocalBackend: DataSourceBackend {
         do {
             let pipeline = try IngestionPipeline(
                 source: layout.original(id.rawValue), contentType: contentType, options: options, output: partial,
-                workDirectory: layout.tables, isCancelled: { job.isCancelled },
+                workDirectory: layout.tables, isCancelled: { job.isCancelled }, stages: { [processor] in processor.running <= 1 },
                 progress: { [catalog] bytes, rows in
                     job.update(bytesDone: bytes, rows: rows)
                     if let total = job.fileSize.nonZero {

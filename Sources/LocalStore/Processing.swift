@@ -47,6 +47,7 @@ final class ProcessingScheduler: Sendable {
     private let group = DispatchGroup()
     private let available = DispatchSemaphore(value: 0)
     private let state = Mutex<(queue: [Queued], workers: Int, jobs: [DataSourceID: ProcessingJob])>(([], 0, [:]))
+    private let busy = Mutex(0)
 
     init(maxConcurrent: Int) {
         self.maxConcurrent = max(1, maxConcurrent)
@@ -75,13 +76,19 @@ final class ProcessingScheduler: Sendable {
         while true {
             available.wait()
             guard let next = state.withLock({ $0.queue.isEmpty ? nil : $0.queue.removeFirst() }) else { continue }
-            if !next.job.isCancelled { next.work(next.job) }
+            if !next.job.isCancelled {
+                busy.withLock { $0 += 1 }
+                next.work(next.job)
+                busy.withLock { $0 -= 1 }
+            }
             state.withLock { if $0.jobs[next.job.id] === next.job { $0.jobs[next.job.id] = nil } }
             group.leave()
         }
     }
 
     func job(_ id: DataSourceID) -> ProcessingJob? { state.withLock { $0.jobs[id] } }
+    /// How many jobs are running now (a load takes threads of its own only when alone).
+    var running: Int { busy.withLock { $0 } }
     var hasJobs: Bool { state.withLock { !$0.jobs.isEmpty } }
     func rowsSoFar(_ id: DataSourceID) -> Int? { job(id)?.rows }
     func cancel(_ id: DataSourceID) { job(id)?.cancel() }

@@ -30,7 +30,8 @@ final class QueryEngine: Sendable {
             db.add(function: Self.containsFunction)
             db.add(function: Self.startsWithFunction)
             db.add(function: Self.endsWithFunction)
-            try db.execute(sql: "PRAGMA cache_size = -32768")
+            // Scans read the file's pages in place (mapped) rather than copied into the cache.
+            try db.execute(sql: "PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456")
         }
         let path = layout.table(id.rawValue).path
         let queue: any DatabaseReader
@@ -129,10 +130,15 @@ final class QueryEngine: Sendable {
         let segments = sortKeys.count > 1
             ? [Self.multiColumnSegment(sortKeys, cursor: cursor)]
             : Self.segments(sortColumn: sortIndex, order: order, cursor: cursor)
-        // A filter's first count is a second scan: on a pool it runs on another reader beside
-        // the page's scan, so that a cold page costs one scan's time on two cores, not two.
+        let countPending = !whereSQL.isEmpty && countCache.withLock({ $0[cursorScope] }) == nil
+        // The first page of a filter not counted yet, sorted by a column without its index yet,
+        // is answered with its count from one scan (below).
+        let oneScan = try countPending && cursor == nil && offset == 0
+            && sortIndex.map { column in try !queue.read { db in try Self.hasIndex(db, column: column, order: order) } } ?? false
+        // Any other first count is a second scan: on a pool it runs on another reader beside
+        // the page's scan, so that it costs one scan's time on two cores, not two.
         var concurrentCount: ConcurrentCount?
-        if !whereSQL.isEmpty, countCache.withLock({ $0[cursorScope] }) == nil, let pool = queue as? DatabasePool {
+        if countPending, !oneScan, let pool = queue as? DatabasePool {
             concurrentCount = ConcurrentCount(pool, sql: "SELECT count(*) FROM rows WHERE \(whereSQL)", arguments: arguments)
         }
 
@@ -141,6 +147,41 @@ final class QueryEngine: Sendable {
             var lastKey: ([DatabaseValue], Int64)?
             var hasMore = false
             var remainingOffset = cursor == nil ? offset : 0
+            func append(_ row: Row) {
+                var values: [JSONValue] = []
+                values.reserveCapacity(returned.count)
+                for (position, index) in returned.enumerated() {
+                    values.append(Self.json(row[position + 1] as DatabaseValue, type: columns[index].type))
+                }
+                rows.append(values)
+                lastKey = (sortPositions.map { row[$0 + 1] as DatabaseValue }, row[0] as Int64)
+            }
+            // One scan: the filter's matches (rowid and sort value only) are kept aside once;
+            // the page is their top rows in the order the segments give, `(c IS NULL),
+            // c <order>, rowid`, and the count is their number.
+            if oneScan, let sortIndex {
+                let direction = order == .asc ? "ASC" : "DESC"
+                let tableColumns = (["rows.rowid"] + fetchedColumns.map { "rows.c\($0)" }).joined(separator: ", ")
+                let sql = """
+                    WITH m AS MATERIALIZED (SELECT rowid AS r, c\(sortIndex) AS k FROM rows WHERE \(whereSQL)),
+                    top AS (SELECT r, k FROM m ORDER BY (k IS NULL), k \(direction), r LIMIT \(want))
+                    SELECT \(tableColumns), (SELECT count(*) FROM m) FROM top JOIN rows ON rows.rowid = top.r
+                    ORDER BY (top.k IS NULL), top.k \(direction), top.r
+                    """
+                var total = 0
+                let fetched = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(arguments))
+                while let row = try fetched.next() {
+                    total = row[fetchedColumns.count + 1]
+                    if rows.count == query.limit { hasMore = true; break }
+                    append(row)
+                }
+                // No row: no match, a count of 0.
+                countCache.withLock { cache in
+                    if cache.count > 1000 { cache.removeAll() }
+                    cache[cursorScope] = total
+                }
+                return (rows, lastKey, hasMore, total)
+            }
             // Each segment is one index range in key order; together they are the whole order.
             for (index, segment) in segments.enumerated() where !hasMore {
                 var conditions = [segment.condition]
@@ -155,13 +196,7 @@ final class QueryEngine: Sendable {
                 while let row = try fetched.next() {
                     fetchedCount += 1
                     if rows.count == query.limit { hasMore = true; break }
-                    var values: [JSONValue] = []
-                    values.reserveCapacity(returned.count)
-                    for (position, index) in returned.enumerated() {
-                        values.append(Self.json(row[position + 1] as DatabaseValue, type: columns[index].type))
-                    }
-                    rows.append(values)
-                    lastKey = (sortPositions.map { row[$0 + 1] as DatabaseValue }, row[0] as Int64)
+                    append(row)
                 }
                 if remainingOffset > 0 && index + 1 < segments.count {
                     if fetchedCount > 0 {
@@ -286,6 +321,11 @@ final class QueryEngine: Sendable {
         }
         let condition = beyond(0)
         return Segment(condition: condition, arguments: arguments, orderBy: orderBy)
+    }
+
+    /// Whether the sort index on `c <order>` is there (built and committed) for this read.
+    static func hasIndex(_ db: Database, column: Int, order: SortDirection) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", arguments: ["sort_c\(column)_\(order.rawValue)"]) ?? false
     }
 
     /// Index policy: the first sort by a column in a direction answers at once from a scan

@@ -236,6 +236,41 @@ def test_type_widened_after_sample_keeps_every_value(agent):
     assert len(data) == 1501
 
 
+
+def test_rows_issues_and_cleaning_across_load_batches(agent, tmp_path):
+    # 30,000 rows: the load hands rows from the convert stage to the insert stage in batches of
+    # 8,192 (10 columns or fewer), so rows, issues and cleaning tallies cross batch boundaries.
+    path = tmp_path / "batches.csv"
+    rows = 30_000
+    with path.open("w") as f:
+        f.write("id,amount,label\n")
+        for i in range(rows):
+            if i % 1000 == 999:
+                f.write(f"{i},{i}.5\n")  # short row: a warning
+            elif i % 4096 == 100:
+                f.write(f'{i},"$1,{i % 1000:03d}.25", label {i} \n')  # cleaned number, trimmed label
+            else:
+                f.write(f"{i},{i}.5,label {i}\n")
+    result, note = upload_and_wait(agent, path=str(path), timeout=120)
+    assert note["status"] == "completed", note
+    details = agent.call("datasources/get", {"datasourceId": result["datasourceId"]})
+    short = [i for i in range(rows) if i % 1000 == 999]
+    cleaned = [i for i in range(rows) if i % 1000 != 999 and i % 4096 == 100]
+    assert details["rowCount"] == rows
+    assert details["processingStats"] == {"cleanedRows": rows, "errors": 0, "warnings": len(short) + len(cleaned)}
+    assert [(i["line"], i["kind"]) for i in details["issues"]] == sorted(
+        [(i + 2, "short_row") for i in short] + [(i + 2, "number_cleaned") for i in cleaned])
+    notes = {c["name"]: {n["rule"]: n["count"] for n in c.get("cleaning", [])} for c in details["columns"]}
+    assert notes["amount"] == {"currencySymbolRemoved": len(cleaned), "thousandsSeparatorRemoved": len(cleaned)}
+    assert notes["label"] == {"whitespaceTrimmed": len(cleaned)}
+    data = all_rows(agent, result["datasourceId"])
+    assert len(data) == rows
+    assert [r["id"] for r in data] == list(range(rows))
+    for i in (0, 8191, 8192, 16383, 16384, 24575, 24576, rows - 1):
+        expected_amount = 1000 + (i % 1000) + 0.25 if i in cleaned else i + 0.5
+        assert data[i] == {"id": i, "amount": expected_amount, "label": None if i in short else f"label {i}"}, i
+    assert data[4196] == {"id": 4196, "amount": 1196.25, "label": "label 4196"}
+
 # ---------------------------------------------------------------- JSON, JSON Lines, text
 
 def test_json_array_flattened(agent):

@@ -37,15 +37,25 @@ enum CellParsing {
 
     /// `''`, `NA`, `N/A`, `null`, `NULL`, `None`, `-` (case-insensitive), plus the upload's own
     /// `nullValues`.
-    static func isNullToken(_ bytes: Bytes, extra: [[UInt8]]) -> Bool {
+    @inline(__always) static func isNullToken(_ bytes: Bytes, extra: [[UInt8]]) -> Bool {
+        let count = bytes.count
+        if count == 0 { return true }
+        // Every built-in token is short and starts with `-` or `n`/`N`.
+        if count <= 4, bytes[0] == 0x2D || bytes[0] | 0x20 == 0x6E, isBuiltInNullToken(bytes) { return true }
+        return !extra.isEmpty && isExtraNullToken(bytes, extra: extra)
+    }
+
+    private static func isBuiltInNullToken(_ bytes: Bytes) -> Bool {
         switch bytes.count {
-        case 0: return true
-        case 1: if bytes[0] == 0x2D { return true }
-        case 2: if equalsASCII(bytes, "na") { return true }
-        case 3: if equalsASCII(bytes, "n/a") { return true }
-        case 4: if equalsASCII(bytes, "null") || equalsASCII(bytes, "none") { return true }
-        default: break
+        case 1: return bytes[0] == 0x2D
+        case 2: return equalsASCII(bytes, "na")
+        case 3: return equalsASCII(bytes, "n/a")
+        case 4: return equalsASCII(bytes, "null") || equalsASCII(bytes, "none")
+        default: return false
         }
+    }
+
+    private static func isExtraNullToken(_ bytes: Bytes, extra: [[UInt8]]) -> Bool {
         for token in extra where token.count == bytes.count {
             if token.elementsEqual(bytes) { return true }
         }

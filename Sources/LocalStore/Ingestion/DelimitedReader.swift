@@ -9,6 +9,62 @@ struct Dialect: Equatable, Sendable {
     static let lines = Dialect(delimiter: nil, quote: nil)
 }
 
+/// Where `DelimitedReader.parse` writes a record's field bytes and ends: raw memory sized
+/// before each record, so that a field costs no array growth check; the record is copied
+/// into its `Record` once, whole.
+final class FieldScratch {
+    private(set) var bytes: UnsafeMutablePointer<UInt8>
+    private var byteCapacity: Int
+    var count = 0
+    private(set) var ends: UnsafeMutablePointer<Int>
+    private var endCapacity: Int
+    var endCount = 0
+
+    init() {
+        byteCapacity = 1 << 12
+        bytes = .allocate(capacity: byteCapacity)
+        endCapacity = 64
+        ends = .allocate(capacity: endCapacity)
+    }
+
+    deinit {
+        bytes.deallocate()
+        ends.deallocate()
+    }
+
+    /// Makes room for `needed` bytes in all.
+    func reserve(_ needed: Int) {
+        guard needed > byteCapacity else { return }
+        var capacity = byteCapacity
+        while capacity < needed { capacity *= 2 }
+        let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+        grown.update(from: bytes, count: count)
+        bytes.deallocate()
+        bytes = grown
+        byteCapacity = capacity
+    }
+
+    @inline(__always) func endField() {
+        if endCount == endCapacity { growEnds() }
+        ends[endCount] = count
+        endCount += 1
+    }
+
+    private func growEnds() {
+        let grown = UnsafeMutablePointer<Int>.allocate(capacity: endCapacity * 2)
+        grown.update(from: ends, count: endCount)
+        ends.deallocate()
+        ends = grown
+        endCapacity *= 2
+    }
+
+    /// Copies the record parsed so far into `record` (whose fields are empty).
+    func flush(into record: inout Record) {
+        record.bytes.append(contentsOf: UnsafeBufferPointer(start: bytes, count: count))
+        record.ends.append(contentsOf: UnsafeBufferPointer(start: ends, count: endCount))
+    }
+}
+
 /// RFC 4180 and its common variations, parsed byte by byte: any delimiter, `"` or `'`
 /// quotes with doubled-quote escapes, newlines inside quotes, CRLF / LF / CR line ends.
 /// Leniencies: text after a closing quote is kept; a quote inside an unquoted field is
@@ -20,6 +76,7 @@ struct DelimitedReader: RecordReader {
     let latin1: Bool
     private var input: ChunkedInput
     private var nextLine = 1
+    private let scratch = FieldScratch()
 
     var declaredColumns: [String]? { nil }
     var bytesConsumed: Int64 { input.bytesConsumed }
@@ -110,21 +167,37 @@ struct DelimitedReader: RecordReader {
         lines = lineCount
     }
 
-    @inline(__always) private func append(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, to record: inout Record) {
+    /// Appends source bytes to the field being parsed (room was reserved for the record).
+    @inline(__always) private func append(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) {
         guard !range.isEmpty else { return }
+        let scratch = self.scratch
         if latin1 {
+            var out = scratch.bytes + scratch.count
             for i in range {
                 let c = b[i]
                 if c < 0x80 {
-                    record.bytes.append(c)
+                    out.pointee = c
+                    out += 1
                 } else {
-                    record.bytes.append(0xC0 | (c >> 6))
-                    record.bytes.append(0x80 | (c & 0x3F))
+                    out[0] = 0xC0 | (c >> 6)
+                    out[1] = 0x80 | (c & 0x3F)
+                    out += 2
                 }
             }
+            scratch.count = out - scratch.bytes
         } else {
-            record.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: b[range]))
+            (scratch.bytes + scratch.count).update(from: b.baseAddress! + range.lowerBound, count: range.count)
+            scratch.count += range.count
         }
+    }
+
+    private static let everyByte: UInt64 = 0x0101_0101_0101_0101
+    private static let newlines: UInt64 = 0x0A * everyByte
+    private static let returns: UInt64 = 0x0D * everyByte
+
+    /// The high bit of the lowest zero byte of `word` (and maybe of bytes above it, never below).
+    @inline(__always) private static func zeroBytes(_ word: UInt64) -> UInt64 {
+        (word &- everyByte) & ~word & 0x8080_8080_8080_8080
     }
 
     /// With `lineBound`, a quote that does not close before the line ends is read as text
@@ -132,6 +205,19 @@ struct DelimitedReader: RecordReader {
     private func parse(
         _ b: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int, atEnd: Bool, into record: inout Record, lineBound: Bool = false
     ) -> Outcome {
+        scratch.count = 0
+        scratch.endCount = 0
+        // A record's text is at most its bytes in the source (twice that from Latin-1).
+        scratch.reserve((end - start) * (latin1 ? 2 : 1))
+        let outcome = parseFields(b, from: start, to: end, atEnd: atEnd, problem: &record.problem, lineBound: lineBound)
+        if case .record = outcome { scratch.flush(into: &record) }
+        return outcome
+    }
+
+    private func parseFields(
+        _ b: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int, atEnd: Bool, problem: inout String?, lineBound: Bool
+    ) -> Outcome {
+        let scratch = self.scratch
         let delimiter = dialect.delimiter
         let quote = dialect.quote
         var i = start
@@ -149,7 +235,7 @@ struct DelimitedReader: RecordReader {
             if let quote, i < end, b[i] == quote {
                 fieldHasContent = true
                 let quoteAt = i
-                let fieldBytes = record.bytes.count
+                let fieldBytes = scratch.count
                 i += 1
                 var runStart = i
                 var closed = false
@@ -158,13 +244,13 @@ struct DelimitedReader: RecordReader {
                     let c = b[i]
                     if c == quote {
                         if i + 1 < end, b[i + 1] == quote {
-                            append(b, runStart..<(i + 1), to: &record)
+                            append(b, runStart..<(i + 1))
                             i += 2
                             runStart = i
                             continue
                         }
                         if i + 1 == end && !atEnd { return .needMore }
-                        append(b, runStart..<i, to: &record)
+                        append(b, runStart..<i)
                         i += 1
                         closed = true
                         break
@@ -180,26 +266,39 @@ struct DelimitedReader: RecordReader {
                 }
                 if stray {
                     // The quote is text: read the field again after it, unquoted.
-                    record.bytes.removeSubrange(fieldBytes...)
+                    scratch.count = fieldBytes
                     i = quoteAt + 1
                 } else {
                     if !closed {
                         if !atEnd { return .needMore }
-                        append(b, runStart..<i, to: &record)
-                        record.problem = "unterminated quoted field"
-                        record.endField()
+                        append(b, runStart..<i)
+                        problem = "unterminated quoted field"
+                        scratch.endField()
                         return .record(end: i, lines: lines)
                     }
                     // Anything between the closing quote and the delimiter is kept as text.
                     let tailStart = i
                     while i < end, b[i] != delimiter ?? 0x0A, b[i] != 0x0A, b[i] != 0x0D { i += 1 }
-                    append(b, tailStart..<i, to: &record)
+                    append(b, tailStart..<i)
                     quotedDone = true
                 }
             }
             if !quotedDone {
                 let fieldStart = i
                 if let delimiter {
+                    #if _endian(little)
+                    // Eight bytes at a time to the first delimiter or line end, then byte by byte.
+                    let delimiters = UInt64(delimiter) &* Self.everyByte
+                    while i + 8 <= end {
+                        let word = UnsafeRawPointer(b.baseAddress! + i).loadUnaligned(as: UInt64.self)
+                        let found = Self.zeroBytes(word ^ delimiters) | Self.zeroBytes(word ^ Self.newlines) | Self.zeroBytes(word ^ Self.returns)
+                        if found != 0 {
+                            i += found.trailingZeroBitCount >> 3
+                            break
+                        }
+                        i += 8
+                    }
+                    #endif
                     while i < end {
                         let c = b[i]
                         if c == delimiter || c == 0x0A || c == 0x0D { break }
@@ -209,30 +308,30 @@ struct DelimitedReader: RecordReader {
                     while i < end, b[i] != 0x0A, b[i] != 0x0D { i += 1 }
                 }
                 if i > fieldStart { fieldHasContent = true }
-                append(b, fieldStart..<i, to: &record)
+                append(b, fieldStart..<i)
             }
             if i >= end {
                 if !atEnd { return .needMore }
-                record.endField()
-                if record.fieldCount == 1 && !fieldHasContent { return .blank(end: i, lines: 0) }
+                scratch.endField()
+                if scratch.endCount == 1 && !fieldHasContent { return .blank(end: i, lines: 0) }
                 return .record(end: i, lines: lines - 1)
             }
             let c = b[i]
             if let delimiter, c == delimiter {
-                record.endField()
+                scratch.endField()
                 fieldHasContent = true
                 i += 1
                 continue
             }
             // A line end finishes the record.
-            record.endField()
+            scratch.endField()
             if c == 0x0D {
                 if i + 1 >= end && !atEnd { return .needMore }
                 i += (i + 1 < end && b[i + 1] == 0x0A) ? 2 : 1
             } else {
                 i += 1
             }
-            if record.fieldCount == 1 && !fieldHasContent { return .blank(end: i, lines: lines) }
+            if scratch.endCount == 1 && !fieldHasContent { return .blank(end: i, lines: lines) }
             return .record(end: i, lines: lines)
         }
     }

@@ -49,12 +49,15 @@ final class IngestionPipeline {
     let workDirectory: URL
     let fileSize: Int64
     let isCancelled: () -> Bool
+    /// Asked as each load starts: whether it may run its stages on threads of their own
+    /// (false while another upload is processing, when the cores are busy already).
+    let stages: () -> Bool
     let progress: (_ bytesDone: Int64, _ rows: Int) -> Void
     private let extraNulls: [[UInt8]]
 
     init(
         source: URL, contentType: String, options: ParseOptions, output: URL, workDirectory: URL,
-        isCancelled: @escaping () -> Bool, progress: @escaping (Int64, Int) -> Void
+        isCancelled: @escaping () -> Bool, stages: @escaping () -> Bool = { true }, progress: @escaping (Int64, Int) -> Void
     ) throws {
         guard let format = SourceFormat(contentType: contentType) else {
             throw IngestionFailure("unsupported format \(contentType): expected CSV, TSV, JSON, JSON Lines, plain text, XLSX or PDF")
@@ -65,6 +68,7 @@ final class IngestionPipeline {
         self.output = output
         self.workDirectory = workDirectory
         self.isCancelled = isCancelled
+        self.stages = stages
         self.progress = progress
         fileSize = (try? FileManager.default.attributesOfItem(atPath: source.path)[.size] as? Int64) ?? 0
         extraNulls = (options.nullValues ?? []).map { Array($0.utf8) }
@@ -165,12 +169,20 @@ final class IngestionPipeline {
         var decisions = try profiled(&sampleReader, limit: .max)
 
         // Load; on a value that does not fit, profile the whole file and load again.
+        // The records are read and tokenized a batch ahead on a thread of their own.
+        let recordsPerBatch = rowsPerBatch ?? max(16, min(2048, (1 << 17) / columnNames.count))
+        func prefetched() throws -> any RecordReader {
+            let reader = try makeReader(layout.dataStart, layout.firstDataLine, layout.width)
+            return stages() ? RecordPrefetcher(reader, recordsPerBatch: recordsPerBatch) : reader
+        }
         do {
-            return try load(makeReader(layout.dataStart, layout.firstDataLine, layout.width), layout: layout, names: columnNames, decisions: decisions)
+            return try load(prefetched(), layout: layout, names: columnNames, decisions: decisions)
         } catch is DoesNotFit {
-            var full = try makeReader(layout.dataStart, layout.firstDataLine, layout.width)
-            decisions = try profiled(&full, limit: .max)
-            return try load(makeReader(layout.dataStart, layout.firstDataLine, layout.width), layout: layout, names: columnNames, decisions: decisions)
+            do {
+                var full = try prefetched()
+                decisions = try profiled(&full, limit: .max)
+            }
+            return try load(prefetched(), layout: layout, names: columnNames, decisions: decisions)
         }
     }
 
@@ -244,9 +256,24 @@ final class IngestionPipeline {
         }
     }
 
-    private func load(_ reader: any RecordReader, layout: TableLayout, names: [String], decisions: [ColumnDecision]) throws -> IngestionResult {
+    /// Rows per batch handed from the convert stage to the insert stage (about 128k cells, at
+    /// most 8,192 rows), and records per batch from the reading thread (at most 2,048, about
+    /// 128k fields); tests make both small to cross batch boundaries.
+    var rowsPerBatch: Int?
+    /// Called with the table writer before any row is loaded (tests make inserts fail with it).
+    var prepareWriter: ((TableWriter) -> Void)?
+
+    /// Loads the rows: this thread (the convert stage) cleans and converts each record that
+    /// `reader` gives (a `RecordPrefetcher`, reading on a thread of its own, when the load
+    /// has stages) into batches of ready-to-bind values, and keeps the issues, tallies and
+    /// samples, in file order; a `BatchInserter` binds and steps them into the table.
+    func load(_ reader: any RecordReader, layout: TableLayout, names: [String], decisions: [ColumnDecision]) throws -> IngestionResult {
         var reader = reader
-        let writer = try TableWriter(path: output.path, columnCount: names.count)
+        let columnCount = names.count
+        let writer = try TableWriter(path: output.path, columnCount: columnCount)
+        prepareWriter?(writer)
+        let inserter = BatchInserter(
+            writer: writer, columns: columnCount, rowsPerBatch: rowsPerBatch ?? max(1, min(8192, (1 << 17) / columnCount)), threaded: stages())
         var issues: [(line: Int, column: String?, severity: String, kind: String, reason: String)] = []
         var warnings = 0
         var errors = 0
@@ -260,86 +287,97 @@ final class IngestionPipeline {
         var tallies = [CleaningTally](repeating: CleaningTally(), count: names.count)
         var rows = 0
         var record = Record()
-        let columnCount = names.count
         let clean = self.clean
-        while try reader.next(into: &record) {
-            if record.blankBefore, rows > 0,
-                TableLayout.startsAnotherTable(record, width: columnCount, names: layout.names, decisions: decisions)
-            {
-                note(.warning, record.line, nil, "second_table", "another table starts at line \(record.line); only the first table was loaded")
-                break
-            }
-            if let problem = record.problem {
-                note(.error, record.line, nil, "unparseable_row", problem)
-                continue
-            }
-            if record.repaired {
-                note(.warning, record.line, nil, "stray_quote", "a quote that does not close on its line was read as text")
-            }
-            if record.fieldCount > columnCount {
-                note(.error, record.line, nil, "extra_fields", "\(record.fieldCount) fields where the header has \(columnCount); the extra fields were dropped")
-            } else if record.fieldCount < columnCount {
-                note(.warning, record.line, nil, "short_row", "\(record.fieldCount) fields where the header has \(columnCount); padded with nulls")
-            }
-            try record.bytes.withUnsafeBufferPointer { buffer in
-                for column in 0..<columnCount {
-                    let index = Int32(column + 1)
-                    guard column < record.fieldCount else { writer.bindNull(index); continue }
-                    let start = column == 0 ? 0 : record.ends[column - 1]
-                    let raw = UnsafeBufferPointer(rebasing: buffer[start..<record.ends[column]])
-                    let value = clean ? CellParsing.trimmed(raw) : raw
-                    if value.isEmpty || (clean ? CellParsing.isNullToken(value, extra: extraNulls) : extraNulls.contains { $0.elementsEqual(value) }) {
-                        if clean, !value.isEmpty { tallies[column].count(.nullTokenReplaced, from: raw, to: .null) }
-                        writer.bindNull(index)
-                        continue
-                    }
-                    var cleaned = CellParsing.Cleaning()
-                    if record.isTextOnly(column), decisions[column].type == .number || decisions[column].type == .boolean {
-                        throw DoesNotFit(column: column)
-                    }
-                    guard let stored = StoredValue.convert(value, as: decisions[column], cleaned: &cleaned) else {
-                        throw DoesNotFit(column: column)
-                    }
-                    if value.count != raw.count || !cleaned.isEmpty {
-                        let json = Self.json(stored, type: decisions[column].type)
-                        if value.count != raw.count { tallies[column].count(.whitespaceTrimmed, from: raw, to: json) }
-                        if !cleaned.isEmpty { tallies[column].count(cleaned, from: value, to: json) }
-                        if cleaned.contains(.currencySymbolRemoved) || cleaned.contains(.thousandsSeparatorRemoved) || cleaned.contains(.parenthesesNegative) {
-                            note(.warning, record.line, names[column], "number_cleaned", "\"\(String(decoding: value, as: UTF8.self))\" read as a number")
+        do {
+            var batch = try inserter.emptyBatch()
+            while try reader.next(into: &record) {
+                if record.blankBefore, rows > 0,
+                    TableLayout.startsAnotherTable(record, width: columnCount, names: layout.names, decisions: decisions)
+                {
+                    note(.warning, record.line, nil, "second_table", "another table starts at line \(record.line); only the first table was loaded")
+                    break
+                }
+                if let problem = record.problem {
+                    note(.error, record.line, nil, "unparseable_row", problem)
+                    continue
+                }
+                if record.repaired {
+                    note(.warning, record.line, nil, "stray_quote", "a quote that does not close on its line was read as text")
+                }
+                if record.fieldCount > columnCount {
+                    note(.error, record.line, nil, "extra_fields", "\(record.fieldCount) fields where the header has \(columnCount); the extra fields were dropped")
+                } else if record.fieldCount < columnCount {
+                    note(.warning, record.line, nil, "short_row", "\(record.fieldCount) fields where the header has \(columnCount); padded with nulls")
+                }
+                try record.bytes.withUnsafeBufferPointer { buffer in
+                    for column in 0..<columnCount {
+                        guard column < record.fieldCount else { batch.appendNull(); continue }
+                        let start = column == 0 ? 0 : record.ends[column - 1]
+                        let raw = UnsafeBufferPointer(rebasing: buffer[start..<record.ends[column]])
+                        let value = clean ? CellParsing.trimmed(raw) : raw
+                        if value.isEmpty || (clean ? CellParsing.isNullToken(value, extra: extraNulls) : extraNulls.contains { $0.elementsEqual(value) }) {
+                            if clean, !value.isEmpty { tallies[column].count(.nullTokenReplaced, from: raw, to: .null) }
+                            batch.appendNull()
+                            continue
+                        }
+                        var cleaned = CellParsing.Cleaning()
+                        if record.isTextOnly(column), decisions[column].type == .number || decisions[column].type == .boolean {
+                            throw DoesNotFit(column: column)
+                        }
+                        guard let stored = StoredValue.convert(value, as: decisions[column], cleaned: &cleaned) else {
+                            throw DoesNotFit(column: column)
+                        }
+                        if value.count != raw.count || !cleaned.isEmpty {
+                            let json = Self.json(stored, type: decisions[column].type)
+                            if value.count != raw.count { tallies[column].count(.whitespaceTrimmed, from: raw, to: json) }
+                            if !cleaned.isEmpty { tallies[column].count(cleaned, from: value, to: json) }
+                            if cleaned.contains(.currencySymbolRemoved) || cleaned.contains(.thousandsSeparatorRemoved) || cleaned.contains(.parenthesesNegative) {
+                                note(.warning, record.line, names[column], "number_cleaned", "\"\(String(decoding: value, as: UTF8.self))\" read as a number")
+                            }
+                        }
+                        switch stored {
+                        case .null: batch.appendNull()
+                        case .int(let v): batch.append(int: v)
+                        case .double(let v): batch.append(double: v)
+                        case .text(let bytes): batch.append(text: bytes)
+                        case .ownedText(let text): batch.append(text: text)
+                        }
+                        // First three distinct values, compared as raw bytes so that a column with few
+                        // distinct values costs no conversion per row.
+                        // Samples are cut to `maxSampleCharacters`, so a huge cell never makes `get` huge.
+                        if samples[column].count < 3,
+                            case let sampleKey = value.prefix(Self.maxSampleCharacters * 4),
+                            !sampleBytes[column].contains(where: { $0.elementsEqual(sampleKey) }) {
+                            sampleBytes[column].append(Array(sampleKey))
+                            let json = Self.sample(Self.json(stored, type: decisions[column].type))
+                            if !samples[column].contains(json) { samples[column].append(json) }
                         }
                     }
-                    switch stored {
-                    case .null: writer.bindNull(index)
-                    case .int(let v): writer.bind(index, int: v)
-                    case .double(let v): writer.bind(index, double: v)
-                    case .text(let bytes): writer.bind(index, borrowedText: bytes)
-                    case .ownedText(let text): writer.bind(index, text: text)
-                    }
-                    // First three distinct values, compared as raw bytes so that a column with few
-                    // distinct values costs no conversion per row.
-                    // Samples are cut to `maxSampleCharacters`, so a huge cell never makes `get` huge.
-                    if samples[column].count < 3,
-                        case let sampleKey = value.prefix(Self.maxSampleCharacters * 4),
-                        !sampleBytes[column].contains(where: { $0.elementsEqual(sampleKey) }) {
-                        sampleBytes[column].append(Array(sampleKey))
-                        let json = Self.sample(Self.json(stored, type: decisions[column].type))
-                        if !samples[column].contains(json) { samples[column].append(json) }
-                    }
                 }
-                try writer.step()
+                batch.endRow()
+                rows += 1
+                if batch.isFull {
+                    try inserter.submit(batch)
+                    batch = try inserter.emptyBatch()
+                }
+                if rows & 0x3FFF == 0 {
+                    if isCancelled() { throw Cancelled() }
+                    progress(reader.bytesConsumed, rows)
+                }
             }
-            rows += 1
-            if rows & 0x3FFF == 0 {
-                if isCancelled() { writer.close(); throw Cancelled() }
-                progress(reader.bytesConsumed, rows)
+            // A header of blank names and no rows is neither a header nor a row.
+            guard rows > 0 || layout.names?.contains(where: { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }) == true else {
+                throw IngestionFailure("neither a header nor any row could be read from the file")
             }
-        }
-        // A header of blank names and no rows is neither a header nor a row.
-        guard rows > 0 || layout.names?.contains(where: { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }) == true else {
+            if batch.rows > 0 { try inserter.submit(batch) }
+            try inserter.finish()
+            try writer.finish(issues: issues)
+        } catch {
+            // The insert stage stops before the writer closes; the caller removes the file.
+            inserter.abort()
             writer.close()
-            throw IngestionFailure("neither a header nor any row could be read from the file")
+            throw error
         }
-        try writer.finish(issues: issues)
         progress(fileSize, rows)
         let columns = names.indices.map {
             DataColumn(name: names[$0], type: decisions[$0].type, sampleValues: samples[$0], cleaning: tallies[$0].notes(decisions[$0]))

@@ -1,33 +1,57 @@
 import Foundation
 import GRDBSQLite
 
-/// Bulk-loads rows into a fresh per-source SQLite file through the C API: one prepared
-/// statement, one transaction, no journal and no syncs while loading (the file is not
+/// Bulk-loads rows into a fresh per-source SQLite file through the C API: prepared
+/// statements, one transaction, no journal and no syncs while loading (the file is not
 /// visible to anyone until it is complete, synced and renamed into place).
 final class TableWriter {
     static let maxColumns = 2000
     private var connection: OpaquePointer?
-    private var insert: OpaquePointer?
+    /// `INSERT` of one row, and of `rowsPerStatement` rows at once (fewer statement
+    /// executions: each costs a cursor open, a transaction check and a reset).
+    private(set) var insertOne: OpaquePointer?
+    private(set) var insertMany: OpaquePointer?
+    let rowsPerStatement: Int
     let columnCount: Int
     let path: String
 
     init(path: String, columnCount: Int) throws {
         self.path = path
         self.columnCount = columnCount
+        // At most 32 rows and 4,096 parameters a statement (SQLite allows 32,766).
+        rowsPerStatement = max(1, min(32, 4096 / columnCount))
         try? FileManager.default.removeItem(atPath: path)
         guard sqlite3_open_v2(path, &connection, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK else {
             throw IngestionFailure("cannot create the table file: \(lastError)")
         }
         try execute("""
             PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE;
-            PRAGMA page_size = 16384; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;
+            PRAGMA page_size = 16384; PRAGMA cache_size = -8192; PRAGMA temp_store = MEMORY;
             """)
         let columns = (0..<columnCount).map { "c\($0)" }.joined(separator: ", ")
         try execute("CREATE TABLE rows (\(columns)); BEGIN")
-        let placeholders = Array(repeating: "?", count: columnCount).joined(separator: ",")
-        guard sqlite3_prepare_v2(connection, "INSERT INTO rows VALUES (\(placeholders))", -1, &insert, nil) == SQLITE_OK else {
+        let row = "(" + Array(repeating: "?", count: columnCount).joined(separator: ",") + ")"
+        guard sqlite3_prepare_v2(connection, "INSERT INTO rows VALUES \(row)", -1, &insertOne, nil) == SQLITE_OK else {
             throw IngestionFailure("cannot prepare the insert: \(lastError)")
         }
+        if rowsPerStatement > 1 {
+            let rows = Array(repeating: row, count: rowsPerStatement).joined(separator: ",")
+            guard sqlite3_prepare_v2(connection, "INSERT INTO rows VALUES \(rows)", -1, &insertMany, nil) == SQLITE_OK else {
+                throw IngestionFailure("cannot prepare the insert: \(lastError)")
+            }
+        }
+    }
+
+    /// The table file, opened again (on first use) to start its writeback early.
+    private var writebackDescriptor: Int32?
+
+    /// Asks the kernel to start writing the pages SQLite has written so far, without waiting,
+    /// so that the sync when the file is complete has little left to do. (The page cache is
+    /// kept small, 8 MiB, so pages reach the kernel as the load goes.)
+    func startWriteback() {
+        if writebackDescriptor == nil { writebackDescriptor = open(path, O_RDONLY | O_CLOEXEC) }
+        guard let descriptor = writebackDescriptor, descriptor >= 0 else { return }
+        LinuxFileCalls.startWriteback(descriptor)
     }
 
     var lastError: String { connection.map { String(cString: sqlite3_errmsg($0)) } ?? "no connection" }
@@ -41,34 +65,22 @@ final class TableWriter {
         }
     }
 
-    // Values are bound by 1-based column index, then `step` inserts the row.
-    @inline(__always) func bindNull(_ index: Int32) { sqlite3_bind_null(insert, index) }
-    @inline(__always) func bind(_ index: Int32, int value: Int64) { sqlite3_bind_int64(insert, index, value) }
-    @inline(__always) func bind(_ index: Int32, double value: Double) { sqlite3_bind_double(insert, index, value) }
-    /// The bytes must stay alive until `step`; SQLite does not copy them.
-    @inline(__always) func bind(_ index: Int32, borrowedText bytes: UnsafeBufferPointer<UInt8>) {
-        let pointer = UnsafeRawPointer(bytes.baseAddress ?? UnsafePointer(bitPattern: 1)!)
-        sqlite3_bind_text(insert, index, pointer.assumingMemoryBound(to: CChar.self), Int32(bytes.count), nil)
-    }
-    @inline(__always) func bind(_ index: Int32, text: String) {
-        var text = text
-        _ = text.withUTF8 { utf8 in
-            sqlite3_bind_text(insert, index, UnsafeRawPointer(utf8.baseAddress!).assumingMemoryBound(to: CChar.self), Int32(utf8.count), Self.transient)
-        }
-    }
+    /// Lowers SQLite's limit on the size of a value or row (tests make an insert fail with it).
+    func limitLength(_ bytes: Int32) { sqlite3_limit(connection, SQLITE_LIMIT_LENGTH, bytes) }
 
     static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
-    func step() throws {
-        let result = sqlite3_step(insert)
-        sqlite3_reset(insert)
+    /// Runs an insert whose values are bound (by 1-based parameter index, text bound without
+    /// a copy: its bytes must stay alive until this returns).
+    func step(_ statement: OpaquePointer?) throws {
+        let result = sqlite3_step(statement)
+        sqlite3_reset(statement)
         guard result == SQLITE_DONE else { throw IngestionFailure("SQLite insert failed: \(lastError)") }
     }
 
     /// Commits, records the processing issues, and closes; the file is then complete.
     func finish(issues: [(line: Int, column: String?, severity: String, kind: String, reason: String)]) throws {
-        sqlite3_finalize(insert)
-        insert = nil
+        finalizeInserts()
         try execute("""
             CREATE TABLE issues (line INTEGER NOT NULL, columnName TEXT, severity TEXT NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL);
             """)
@@ -93,9 +105,17 @@ final class TableWriter {
         if fd >= 0 { fsync(fd); Foundation.close(fd) }
     }
 
+    private func finalizeInserts() {
+        if let insertOne { sqlite3_finalize(insertOne) }
+        if let insertMany { sqlite3_finalize(insertMany) }
+        insertOne = nil
+        insertMany = nil
+    }
+
     func close() {
-        if let insert { sqlite3_finalize(insert) }
-        insert = nil
+        finalizeInserts()
+        if let descriptor = writebackDescriptor, descriptor >= 0 { Foundation.close(descriptor) }
+        writebackDescriptor = nil
         if let connection { sqlite3_close_v2(connection) }
         connection = nil
     }
