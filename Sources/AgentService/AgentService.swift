@@ -49,6 +49,27 @@ public final class AgentService: Sendable {
     public func makeSessionDelegate(for session: Session) -> any SessionDelegate {
         ServiceSession(service: self, session: session)
     }
+
+    /// How a `POST /mcp` request is served: in the stateless 2026-07-28 envelope, or as a
+    /// 2025-11-25 Streamable HTTP request of a host that made a handshake (no session ids).
+    public enum MCPHTTPMode: Sendable {
+        case stateless, handshake
+    }
+
+    /// A session for one HTTP request: its key is the request's Bearer key, its era is set
+    /// (no handshake state survives between requests; a handshake-era request other than
+    /// `initialize` runs as if after one).
+    public func makeMCPHTTPDelegate(for session: Session, apiKey: String?, mode: MCPHTTPMode, method: String) -> any SessionDelegate {
+        let delegate = ServiceSession(service: self, session: session)
+        delegate.prepareForHTTP(apiKey: apiKey, mode: mode, method: method, session: session)
+        return delegate
+    }
+
+    /// The read check of `POST /mcp` before anything runs: a missing or unknown key is
+    /// UNAUTHORIZED (HTTP 401). Throws `DataSourceError` only.
+    public func authorizeMCP(apiKey: String?) async throws {
+        try await authorizeEvents(apiKey: apiKey)
+    }
 }
 
 final class ServiceSession: SessionDelegate {
@@ -67,6 +88,8 @@ final class ServiceSession: SessionDelegate {
         var parentWatch: ParentProcessWatch?
         var delivery: Task<Void, Never>?
         var era: Era = .undecided
+        /// Set for an HTTP request: the key is the Bearer key, and every revision stays on offer.
+        var overHTTP = false
         /// Open `subscriptions/listen` streams (2026-07-28), by the listen request's id.
         var listens: [JSONValue: Listen] = [:]
     }
@@ -111,6 +134,16 @@ final class ServiceSession: SessionDelegate {
         return table
     }
 
+    func prepareForHTTP(apiKey: String?, mode: AgentService.MCPHTTPMode, method: String, session: Session) {
+        credential.set(apiKey)
+        state.withLock { state in
+            state.overHTTP = true
+            state.era = mode == .stateless ? .stateless : .handshake
+            if mode == .handshake, method != "initialize" { _ = state.lifecycle.receiveRequest("initialize") }
+        }
+        if mode == .stateless { startObservingStatus(session: session) }
+    }
+
     // MARK: Lifecycle
 
     func admit(request method: String, params: JSONValue?, session: Session) -> Admission {
@@ -119,7 +152,8 @@ final class ServiceSession: SessionDelegate {
             return admitStateless(method: method, params: params, era: era, session: session)
         }
         let action = state.withLock { $0.lifecycle.receiveRequest(method) }
-        if method == "initialize", action == .dispatch {
+        let overHTTP = state.withLock { $0.overHTTP }
+        if method == "initialize", action == .dispatch, !overHTTP {
             // Taken here, in stream order, so that requests sent right after `initialize` see
             // it. `initialize` always succeeds; every data-source method checks the key.
             credential.set(params?["initializationOptions"]?["apiKey"]?.stringValue ?? service.configuration.apiKey)
@@ -222,10 +256,15 @@ final class ServiceSession: SessionDelegate {
     private func announce(_ change: StatusChange, to session: Session) {
         let uri = Self.resourceScheme + change.details.summary.datasourceId.rawValue
         if state.withLock({ $0.era }) == .stateless {
-            // Only listen streams that asked for this resource hear of it.
-            let listeners = state.withLock { $0.listens.filter { $0.value.filter.resourceURIs.contains(uri) }.map(\.key) }
-            for id in listeners {
+            // Only listen streams that asked for this resource hear of it. A status change also
+            // changes the resource list (each entry names its status), and it is how uploads made
+            // by other requests or processes on the store are heard of.
+            let listens = state.withLock { $0.listens }
+            for (id, listen) in listens where listen.filter.resourceURIs.contains(uri) {
                 session.notify(method: "notifications/resources/updated", params: MCPStateless.tagged(["uri": .string(uri)], subscription: id))
+            }
+            for (id, listen) in listens where listen.filter.resourcesListChanged {
+                session.notify(method: "notifications/resources/list_changed", params: MCPStateless.tagged([:], subscription: id))
             }
             return
         }
@@ -259,7 +298,8 @@ final class ServiceSession: SessionDelegate {
     /// every request; the first valid one settles the stream's era.
     private func admitStateless(method: String, params: JSONValue?, era: Era, session: Session) -> Admission {
         // Before the era is settled an unknown version may still be served by the handshake.
-        let supported = era == .stateless ? [MCPStateless.version] : MCPStateless.supportedVersions
+        let overHTTP = state.withLock { $0.overHTTP }
+        let supported = era == .stateless && !overHTTP ? [MCPStateless.version] : MCPStateless.supportedVersions
         if method == "initialize" {
             return .reject(JSONRPCError(
                 code: MCPStateless.unsupportedVersionCode, message: "Unsupported protocol version",

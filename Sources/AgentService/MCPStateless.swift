@@ -1,3 +1,4 @@
+import DataSourceDomain
 import JSONKit
 import JSONRPC
 
@@ -6,19 +7,19 @@ import JSONRPC
 /// results say their `resultType` (and, when cacheable, `ttlMs` and `cacheScope`); change
 /// notifications flow only on `subscriptions/listen` streams, and only the kinds asked for.
 /// The same handlers serve every revision: this adds the envelope checks and result fields.
-enum MCPStateless {
-    static let version = "2026-07-28"
+public enum MCPStateless {
+    public static let version = "2026-07-28"
     /// Every revision this agent speaks, newest first.
-    static var supportedVersions: [String] { [version] + MCPNegotiation.supportedVersions }
+    public static var supportedVersions: [String] { [version] + MCPNegotiation.supportedVersions }
 
-    static let versionKey = "io.modelcontextprotocol/protocolVersion"
+    public static let versionKey = "io.modelcontextprotocol/protocolVersion"
     static let capabilitiesKey = "io.modelcontextprotocol/clientCapabilities"
     static let clientInfoKey = "io.modelcontextprotocol/clientInfo"
     static let serverInfoKey = "io.modelcontextprotocol/serverInfo"
     static let subscriptionIDKey = "io.modelcontextprotocol/subscriptionId"
 
-    static let unsupportedVersionCode = -32022
-    static let headerMismatchCode = -32020
+    public static let unsupportedVersionCode = -32022
+    public static let headerMismatchCode = -32020
 
     /// The client-to-server requests of 2026-07-28 this agent serves (no prompts, no
     /// completions; `initialize`, `ping`, `logging/setLevel` and the `resources/subscribe`
@@ -32,8 +33,14 @@ enum MCPStateless {
         "server/discover", "tools/list", "resources/list", "resources/read", "resources/templates/list",
     ]
 
+    /// The params key whose value an HTTP request repeats in its `Mcp-Name` header.
+    public static let nameBearingParams: [String: String] = ["tools/call": "name", "prompts/get": "name", "resources/read": "uri"]
+
+    /// The JSON-RPC error object of a domain error (the key check of `POST /mcp`).
+    public static func errorObject(_ error: DataSourceError) -> JSONValue { error.rpcError.jsonValue }
+
     /// True when the request uses the stateless envelope: its `_meta` names a protocol version.
-    static func usesEnvelope(_ params: JSONValue?) -> Bool {
+    public static func usesEnvelope(_ params: JSONValue?) -> Bool {
         params?["_meta"]?[versionKey] != nil
     }
 
