@@ -19,9 +19,8 @@ extension RESTServer {
 
     func addMCPRoute(to router: Router<RESTRequestContext>) {
         router.post(RouterPath(Self.mcpPath)) { [self] request, _ in await mcp(request) }
-        // Without sessions there is no server-initiated stream to GET and no session to DELETE.
-        router.get(RouterPath(Self.mcpPath)) { _, _ in Response(status: .methodNotAllowed, headers: [.allow: "POST"]) }
-        router.delete(RouterPath(Self.mcpPath)) { _, _ in Response(status: .methodNotAllowed, headers: [.allow: "POST"]) }
+        // Without sessions there is no server-initiated stream to GET and no session to
+        // DELETE: those are 405 with `Allow: POST` (RESTServer.extraRoutes).
     }
 
     static func rpcErrorResponse(_ status: HTTPResponse.Status, id: JSONValue = .null, error: JSONValue) -> Response {

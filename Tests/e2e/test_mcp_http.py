@@ -153,7 +153,8 @@ def test_raw_2025_11_25_streamable_http_without_sessions(rest):
         assert {t["name"] for t in listed["result"]["tools"]} >= {"upload_datasource"} and "resultType" not in listed["result"]
     discover = post(rest, {"jsonrpc": "2.0", "id": 3, "method": "server/discover"}, key=rest.read, headers=headers).json()
     assert discover["error"]["code"] == -32601
-    assert requests.get(rest.url, headers={"Authorization": f"Bearer {rest.read}"}, timeout=10).status_code == 405
+    refused = requests.get(rest.url, headers={"Authorization": f"Bearer {rest.read}"}, timeout=10)
+    assert refused.status_code == 405 and refused.headers["Allow"] == "POST"
 
 
 @pytest.mark.filterwarnings("error::DeprecationWarning")
@@ -201,3 +202,20 @@ def test_sdk_legacy_over_http(rest):
             assert denied.is_error and "ACCESS_DENIED" in denied.content[0].text
 
     asyncio.run(scenario())
+
+
+def test_listen_stream_over_http_ends_gracefully_on_sigterm(tmp_path):
+    store = tmp_path / "store"
+    key = create_key(store, "read")
+    with RestServer(store) as server:
+        ns = SimpleNamespace(url=server.base + "/mcp")
+        listen = stateless("subscriptions/listen", {"notifications": {"resourcesListChanged": True, "toolsListChanged": True}}, id="L")
+        reply = post(ns, listen, key=key, headers=headers_for(listen), stream=True)
+        assert reply.status_code == 200 and reply.headers["Content-Type"].startswith("text/event-stream")
+        lines = reply.iter_lines(decode_unicode=True)
+        ack = next(json.loads(line[6:]) for line in lines if line.startswith("data: "))
+        assert ack["method"] == "notifications/subscriptions/acknowledged"
+        assert ack["params"] == {"notifications": {"resourcesListChanged": True}, "_meta": {"io.modelcontextprotocol/subscriptionId": "L"}}
+        assert server.terminate() == 0
+        closed = next(json.loads(line[6:]) for line in lines if line.startswith("data: "))
+        assert closed == {"jsonrpc": "2.0", "id": "L", "result": {"resultType": "complete", "_meta": {"io.modelcontextprotocol/subscriptionId": "L"}}}
