@@ -114,9 +114,10 @@ extension RESTServer {
         session.receive(.message(bytes), framing: .newlineDelimited)
 
         let accept = request.headers[.accept] ?? ""
-        let streams = method == "subscriptions/listen" || params?["_meta"]?["progressToken"] != nil
+        // A listen stream has no single answer to wait for: it is always an event stream.
+        let streams = method == "subscriptions/listen" || (params?["_meta"]?["progressToken"] != nil && accept.contains("text/event-stream"))
         let mcpSessions = self.mcpSessions
-        guard streams, accept.contains("text/event-stream") else {
+        guard streams else {
             defer {
                 mcpSessions.remove(registration)
                 session.close()

@@ -219,3 +219,28 @@ def test_listen_stream_over_http_ends_gracefully_on_sigterm(tmp_path):
         assert server.terminate() == 0
         closed = next(json.loads(line[6:]) for line in lines if line.startswith("data: "))
         assert closed == {"jsonrpc": "2.0", "id": "L", "result": {"resultType": "complete", "_meta": {"io.modelcontextprotocol/subscriptionId": "L"}}}
+
+
+@pytest.mark.filterwarnings("error::DeprecationWarning")
+@pytest.mark.filterwarnings("error::mcp.shared.exceptions.MCPDeprecationWarning")
+def test_sdk_cancellation_over_http(rest, tmp_path):
+    from conftest import write_big_csv
+
+    big = str(write_big_csv(tmp_path / "big.csv", 400_000))
+
+    async def scenario():
+        async with connect(rest.url, rest.write, "auto") as client:
+            assert client.protocol_version == "2026-07-28"
+
+            async def on_progress(value, total, message):
+                pass
+
+            call = asyncio.create_task(client.call_tool("upload_datasource", {"path": big}, progress_callback=on_progress))
+            await asyncio.sleep(0.5)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            listed = await client.call_tool("list_datasources", {})
+            assert not listed.is_error
+
+    asyncio.run(scenario())
