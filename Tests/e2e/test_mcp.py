@@ -368,3 +368,29 @@ def test_sdk_cancellation_2026(store, tmp_path):
             assert not listed.is_error and listed.structured_content["pagination"]["total"] == 1
 
     asyncio.run(scenario())
+
+
+def test_raw_unknown_version_first_then_handshake_fallback(store):
+    with Agent(store) as a:
+        refused = a.error("server/discover", {"_meta": meta(protocolVersion="2099-01-01")})
+        assert refused["code"] == -32022 and "2025-11-25" in refused["data"]["supported"]
+        # nothing was settled: the host falls back to the handshake
+        init = a.call("initialize", {"protocolVersion": "2025-11-25", "capabilities": {}})
+        assert init["protocolVersion"] == "2025-11-25"
+        a.notify("notifications/initialized", {})
+        assert a.call("ping") == {}
+        assert a.error("server/discover", {"_meta": META})["code"] == -32601
+
+
+def test_raw_2026_keys_come_from_the_environment(store):
+    from restproc import create_key
+
+    read = create_key(store, "read")
+    call = {"_meta": META, "name": "list_datasources", "arguments": {}}
+    with Agent(store) as a:
+        result = a.call("tools/call", call)
+        assert result["isError"] is True and "UNAUTHORIZED" in result["content"][0]["text"]
+    with Agent(store, env={"DATASOURCE_AGENT_API_KEY": read}) as a:
+        assert a.call("tools/call", call)["isError"] is False
+        denied = a.call("tools/call", {**call, "name": "delete_datasource", "arguments": {"datasourceId": "00000000-0000-4000-8000-000000000000"}})
+        assert denied["isError"] is True and "ACCESS_DENIED" in denied["content"][0]["text"]
