@@ -67,6 +67,7 @@ let package = Package(
             name: "RESTFace",
             dependencies: [
                 "AgentService",
+                "JSONRPC",
                 "DataSourceDomain",
                 "DownloadListener",
                 "JSONKit",

@@ -66,9 +66,7 @@ extension ServiceSession {
             }
             do {
                 let result = try await handler(arguments, context)
-                if method.access == .write {
-                    context.session.notify(method: "notifications/resources/list_changed", params: .object([:]))
-                }
+                if method.access == .write { announceListChanged(session: context.session) }
                 if tool.waitsForProcessing, context.progress != nil,
                     let id = try? JSONParser.parse(result.bytes)["datasourceId"]?.stringValue {
                     await waitForProcessing(id, backend: backend)
@@ -131,6 +129,23 @@ extension ServiceSession {
             }
             setLogLevel(level)
             return JSONValue.object([:])
+        }
+    }
+
+    /// Adds the 2026-07-28 methods, and the result fields of that revision to every MCP
+    /// method's result when the request came in the stateless envelope.
+    func registerStatelessMethods(in table: inout MethodTable) {
+        let info: JSONValue = ["name": .string(service.configuration.serverName), "version": .string(service.configuration.version)]
+        table.registerRaw("server/discover") { _, _ in
+            RawJSON(MCPStateless.discoverResult(serverInfo: info, supported: MCPStateless.supportedVersions))
+        }
+        table.registerRaw("subscriptions/listen") { [self] params, context in try await listen(params: params, context: context) }
+        for name in MCPStateless.methods.subtracting(["server/discover", "subscriptions/listen"]) {
+            guard let handler = table.handler(for: name) else { continue }
+            table.registerRaw(name) { params, context in
+                let result = try await handler(params, context)
+                return MCPStateless.usesEnvelope(params) ? MCPStateless.decorate(result, method: name) : result
+            }
         }
     }
 

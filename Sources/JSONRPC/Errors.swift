@@ -43,7 +43,7 @@ public struct JSONRPCError: Error, Sendable, Equatable {
         JSONRPCError(code: internalErrorCode, message: "Internal error", data: ["reason": .string(reason)])
     }
 
-    var jsonValue: JSONValue {
+    public var jsonValue: JSONValue {
         var object: JSONObject = ["code": .int(Int64(code)), "message": .string(message)]
         if let data { object["data"] = data }
         return .object(object)

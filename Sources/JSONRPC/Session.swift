@@ -17,6 +17,13 @@ public protocol SessionDelegate: AnyObject, Sendable {
     /// A reporter when the request's params carry a progress token the service understands.
     func progressReporter(for params: JSONValue?, session: Session) -> (any RequestProgress)?
     func sessionWillClose(_ session: Session)
+    /// The session stops admitting requests (end of input, SIGTERM): long-lived requests
+    /// should end now so that draining does not wait for them.
+    func sessionWillStopAdmitting(_ session: Session)
+}
+
+extension SessionDelegate {
+    public func sessionWillStopAdmitting(_ session: Session) {}
 }
 
 /// What the delegate decided about a request.
@@ -322,8 +329,15 @@ public final class Session: Sendable {
     /// Stops admitting requests: each one read from now on is answered at once with
     /// "server is shutting down", so none is left unanswered when the process ends.
     public func stopAdmitting() {
-        state.withLock { $0.closing = true }
+        let first = state.withLock { state -> Bool in
+            defer { state.closing = true }
+            return !state.closing
+        }
+        if first { delegate?.sessionWillStopAdmitting(self) }
     }
+
+    /// True once the session has stopped admitting requests.
+    public var isClosing: Bool { state.withLock { $0.closing } }
 
     public func cancelAll() {
         let tasks = state.withLock { $0.inFlight.values.compactMap(\.task) }

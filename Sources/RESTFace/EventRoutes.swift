@@ -11,6 +11,7 @@ extension RESTServer {
         ("GET", HTTPRoute.prefix + "/openapi.json"),
         ("GET", HTTPRoute.prefix + "/events"),
         ("POST", HTTPRoute.prefix + "/events/token"),
+        ("POST", RESTServer.mcpPath),
     ] + WebAssets.files.keys.sorted().map { ("GET", $0) }
 
     static let eventStreamHeaders: HTTPFields = [

@@ -58,6 +58,7 @@ public final class RESTServer: Service, DownloadOrigin {
     let openAPI: [UInt8]
     let events: EventHub
     let eventTokens: EventTokens
+    let mcpSessions = MCPSessions()
     private let state = Mutex<State>(.starting(waiters: []))
 
     private enum State {
@@ -138,6 +139,7 @@ public final class RESTServer: Service, DownloadOrigin {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: openAPI)))
         }
         addEventRoutes(to: router)
+        addMCPRoute(to: router)
         addPageRoutes(to: router)
         let authority = self.authority
         router.get(RouterPath(DownloadLinkShape.routePattern)) { request, context in
@@ -184,8 +186,9 @@ public final class RESTServer: Service, DownloadOrigin {
             // (cleanly, after the frame being written) as soon as shutdown begins.
             try await withGracefulShutdownHandler {
                 try await app.run()
-            } onGracefulShutdown: {
+            } onGracefulShutdown: { [mcpSessions] in
                 events.close()
+                mcpSessions.closeAll()
             }
             events.close()
             settle(.stopped)
