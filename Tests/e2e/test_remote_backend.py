@@ -611,3 +611,51 @@ def test_a_wrong_key_against_serve_http_is_unauthorized(tmp_path):
     finally:
         server.kill()
         server.wait()
+
+
+def test_serve_http_429_is_honoured_by_a_second_agent(tmp_path):
+    """Two agents share one key of a serve-http limited to one request a minute: the second,
+    which has not seen the spent budget, meets the 429 and either waits out its Retry-After
+    (when the window ends within the 30 s it waits) or answers RATE_LIMITED at once."""
+    import urllib.request
+
+    server_store = tmp_path / "server"
+    key = subprocess.run([agent_binary(), "keys", "create", "--scope", "read", "--store", str(server_store)],
+                         capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/api/v2"
+    server = subprocess.Popen([agent_binary(), "serve-http", "--store", str(server_store), "--listen", f"127.0.0.1:{port}",
+                               "--rate-limit", "1"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/openapi.json", timeout=2).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "serve-http did not start"
+                time.sleep(0.2)
+        # Keep clear of the edge of the 30 s the agent waits at most.
+        while 27 <= 60 - time.time() % 60 <= 33 or 60 - time.time() % 60 < 3:
+            time.sleep(1)
+        env = {"CLARO_API_KEY": key}
+        args = ["--backend", "remote", "--base-url", base]
+        with Agent(tmp_path / "a", args=args, env=env) as first, Agent(tmp_path / "b", args=args, env=env) as second:
+            first.initialize()
+            second.initialize()
+            first.call("datasources/list", {"maxAge": 0})  # the window's one request
+            to_window_end = 60 - time.time() % 60
+            start = time.monotonic()
+            reply = second.response(second.request("datasources/list", {"maxAge": 0}), timeout=60)
+            elapsed = time.monotonic() - start
+            if to_window_end < 30:
+                assert "result" in reply, reply
+                assert elapsed >= to_window_end - 1.5, f"answered after {elapsed:.1f} s; the window ended after {to_window_end:.1f} s"
+            else:
+                error = reply["error"]
+                assert error["code"] == -31429 and error["data"]["code"] == "RATE_LIMITED", error
+                assert abs(error["data"]["details"]["retryAfter"] - to_window_end) <= 3
+                assert elapsed < 5
+    finally:
+        server.kill()
+        server.wait()
