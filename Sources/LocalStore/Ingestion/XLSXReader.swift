@@ -136,6 +136,8 @@ final class XLSXWorkbook {
     /// Per cell style index: 0 not a date, 1 a date (and time), 2 a time of day.
     let dateStyles: [UInt8]
     let date1904: Bool
+    /// The archive's size, for progress: the sheet's scanned bytes are scaled to it.
+    let archiveSize: Int64
 
     init(url: URL, sheet: String?, workDirectory: URL, name: String) throws {
         let archive: Archive
@@ -143,6 +145,7 @@ final class XLSXWorkbook {
             throw IngestionFailure("the XLSX file is not a readable zip archive (corrupt or truncated)")
         }
         let archiveSize = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int64) ?? 0
+        self.archiveSize = archiveSize
         let cap = min(Self.absoluteCap, max(256 << 20, archiveSize * 100))
         func entry(_ path: String) -> Entry? {
             archive[path] ?? archive.first { $0.path.lowercased() == path.lowercased() }
@@ -336,7 +339,8 @@ struct XLSXReader: RecordReader {
     private let merges: [(r0: Int, c0: Int, r1: Int, c1: Int)]
     private var anchors: [Int: (String, Bool)] = [:]
 
-    var bytesConsumed: Int64 { Int64(position) }
+    /// Progress in the archive's bytes (the inflated sheet is larger than the file).
+    var bytesConsumed: Int64 { data.isEmpty ? 0 : Int64(Double(position) / Double(data.count) * Double(workbook.archiveSize)) }
 
     init(workbook: XLSXWorkbook, skipping start: Int64, width: Int?) throws {
         self.workbook = workbook
