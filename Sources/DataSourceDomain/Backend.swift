@@ -29,11 +29,14 @@ public struct ParseOptions: Sendable, Equatable, Codable {
     public var nullValues: [String]?
     /// false keeps every value as written; nil or true cleans (SPEC §8).
     public var clean: Bool?
+    /// The sheet of a spreadsheet to read: its name, or its 1-based number; the first when absent.
+    public var sheet: String?
 
     public init(
         delimiter: String? = nil, quote: String? = nil, header: Bool? = nil, encoding: String? = nil, nullValues: [String]? = nil,
-        clean: Bool? = nil
+        clean: Bool? = nil, sheet: String? = nil
     ) {
+        self.sheet = sheet
         self.delimiter = delimiter
         self.quote = quote
         self.header = header

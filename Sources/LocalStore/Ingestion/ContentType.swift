@@ -12,10 +12,19 @@ enum ContentTypeGuess {
         case "txt", "text", "log": return "text/plain"
         case "xlsx": return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
         case "pdf": return "application/pdf"
+        case "ods": return "application/vnd.oasis.opendocument.spreadsheet"
         default: break
         }
         if prefix.starts(with: Array("%PDF".utf8)) { return "application/pdf" }
-        if prefix.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" }
+        if prefix.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
+            // An OpenDocument file stores its `mimetype` entry first, uncompressed.
+            if prefix.count > 38, Array(prefix[30..<38]) == Array("mimetype".utf8),
+                String(decoding: prefix[38..<min(prefix.count, 120)], as: UTF8.self).contains("opendocument.spreadsheet")
+            {
+                return "application/vnd.oasis.opendocument.spreadsheet"
+            }
+            return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        }
         if SourceInspection.looksBinary(prefix) && !prefix.starts(with: [0xFF, 0xFE]) && !prefix.starts(with: [0xFE, 0xFF]) {
             return "application/octet-stream"
         }

@@ -82,68 +82,84 @@ final class IngestionPipeline {
     private struct DoesNotFit: Error { var column: Int }
 
     func run() throws -> IngestionResult {
-        switch format {
-        case .spreadsheet: throw IngestionFailure("XLSX files cannot be read by this version of the agent yet")
-        case .pdf: throw IngestionFailure("PDF files cannot be read by this version of the agent yet")
-        default: break
-        }
-        let prefix = try SourceInspection.readPrefix(source)
-        guard !prefix.isEmpty else { throw IngestionFailure("the file is empty") }
-        var encoding = try SourceInspection.detectEncoding(source, prefix: prefix, forced: options.encoding)
+        if case .pdf = format { throw IngestionFailure("PDF files cannot be read by this version of the agent yet") }
         var textURL = source
-        switch encoding {
-        case .utf16LittleEndian, .utf16BigEndian:
-            textURL = workDirectory.appendingPathComponent(output.lastPathComponent + ".utf8")
-            try SourceInspection.transcodeUTF16(source, bigEndian: encoding == .utf16BigEndian, to: textURL)
-            encoding = .utf8(bomLength: 0)
-        default:
-            if SourceInspection.looksBinary(prefix) {
-                throw IngestionFailure("the file holds binary content, not \(formatName)")
-            }
-        }
         defer { if textURL != source { try? FileManager.default.removeItem(at: textURL) } }
-        let latin1 = encoding == .latin1
-        let skip: Int = { if case .utf8(let bom) = encoding { bom } else { 0 } }()
-
-        let dialect: Dialect = try resolveDialect(textURL, skip: skip)
-        let textSize = (try? FileManager.default.attributesOfItem(atPath: textURL.path)[.size] as? Int64) ?? fileSize
-        let makeReader: (_ start: Int64, _ line: Int, _ width: Int?) throws -> any RecordReader = { [format] start, line, width in
-            switch format {
-            case .json: return try JSONArrayReader(url: textURL, skipping: skip)
-            case .jsonLines: return try JSONLinesReader(url: textURL, latin1: latin1, skipping: skip)
-            default:
-                var reader = try DelimitedReader(url: textURL, dialect: dialect, latin1: latin1, skipping: Int(start), firstLine: line)
-                reader.expectedWidth = width
-                return reader
-            }
-        }
-
-        // Structure first: read the first records and decide where the table is.
-        var reader = try makeReader(Int64(skip), 1, nil)
+        let makeReader: (_ start: Int64, _ line: Int, _ width: Int?) throws -> any RecordReader
         var sample: [Record] = []
-        var record = Record()
-        while sample.count <= Self.sampleSize, try reader.next(into: &record) {
-            if record.problem == nil { sample.append(record) }
-        }
         var layout: TableLayout
-        if let declared = reader.declaredColumns {
-            layout = TableLayout(names: declared, width: declared.count, dataStart: Int64(skip), firstDataLine: 1)
-        } else if sample.isEmpty {
-            throw IngestionFailure("neither a header nor any row could be read from the file")
-        } else if case .delimited = format {
-            let prefix = Array(try SourceInspection.readPrefix(textURL, count: skip + SourceInspection.sniffBytes).dropFirst(skip))
-            layout = TableLayout.detect(records: sample, prefix: prefix, skip: skip, end: textSize, dialect: dialect, header: options.header)
-            // Rows are read from the table's first data row.
-            if layout.dataStart != Int64(skip) {
-                sample.removeAll(keepingCapacity: true)
-                reader = try makeReader(layout.dataStart, layout.firstDataLine, layout.width)
-                while sample.count < Self.sampleSize, try reader.next(into: &record) {
-                    if record.problem == nil { sample.append(record) }
+        if case .spreadsheet = format {
+            let workbook = try XLSXWorkbook(url: source, sheet: options.sheet, workDirectory: workDirectory, name: output.lastPathComponent)
+            makeReader = { start, _, width in try XLSXReader(workbook: workbook, skipping: start, width: width) }
+            var reader = try makeReader(0, 1, nil)
+            var record = Record()
+            while sample.count <= Self.sampleSize, try reader.next(into: &record) { sample.append(record) }
+            guard !sample.isEmpty else { throw IngestionFailure("the sheet \"\(workbook.sheetNames.first ?? "")\" holds no values") }
+            // Rows end at their last value: give the sample one width for the header detection.
+            let widest = sample.map(\.fieldCount).max() ?? 0
+            for i in sample.indices {
+                while sample[i].fieldCount < widest { sample[i].endField(); sample[i].textOnly.append(false) }
+            }
+            layout = TableLayout.detect(records: sample, prefix: [], skip: 0, end: Int64.max, dialect: .csv, header: options.header)
+            if layout.dataStart == Int64.max, let last = sample.last { layout.dataStart = last.offset + 1 }
+            sample.removeAll(keepingCapacity: true)
+            reader = try makeReader(layout.dataStart, 1, layout.width)
+            while sample.count < Self.sampleSize, try reader.next(into: &record) { sample.append(record) }
+        } else {
+            let prefix = try SourceInspection.readPrefix(source)
+            guard !prefix.isEmpty else { throw IngestionFailure("the file is empty") }
+            var encoding = try SourceInspection.detectEncoding(source, prefix: prefix, forced: options.encoding)
+            switch encoding {
+            case .utf16LittleEndian, .utf16BigEndian:
+                textURL = workDirectory.appendingPathComponent(output.lastPathComponent + ".utf8")
+                try SourceInspection.transcodeUTF16(source, bigEndian: encoding == .utf16BigEndian, to: textURL)
+                encoding = .utf8(bomLength: 0)
+            default:
+                if SourceInspection.looksBinary(prefix) {
+                    throw IngestionFailure("the file holds binary content, not \(formatName)")
                 }
             }
-        } else {
-            // Plain text: one column, every line a row.
-            layout = TableLayout(names: ["text"], width: 1, dataStart: Int64(skip), firstDataLine: 1)
+            let latin1 = encoding == .latin1
+            let skip: Int = { if case .utf8(let bom) = encoding { bom } else { 0 } }()
+
+            let dialect: Dialect = try resolveDialect(textURL, skip: skip)
+            let textSize = (try? FileManager.default.attributesOfItem(atPath: textURL.path)[.size] as? Int64) ?? fileSize
+            makeReader = { [format] start, line, width in
+                switch format {
+                case .json: return try JSONArrayReader(url: textURL, skipping: skip)
+                case .jsonLines: return try JSONLinesReader(url: textURL, latin1: latin1, skipping: skip)
+                default:
+                    var reader = try DelimitedReader(url: textURL, dialect: dialect, latin1: latin1, skipping: Int(start), firstLine: line)
+                    reader.expectedWidth = width
+                    return reader
+                }
+            }
+
+            // Structure first: read the first records and decide where the table is.
+            var reader = try makeReader(Int64(skip), 1, nil)
+            var record = Record()
+            while sample.count <= Self.sampleSize, try reader.next(into: &record) {
+                if record.problem == nil { sample.append(record) }
+            }
+            if let declared = reader.declaredColumns {
+                layout = TableLayout(names: declared, width: declared.count, dataStart: Int64(skip), firstDataLine: 1)
+            } else if sample.isEmpty {
+                throw IngestionFailure("neither a header nor any row could be read from the file")
+            } else if case .delimited = format {
+                let prefix = Array(try SourceInspection.readPrefix(textURL, count: skip + SourceInspection.sniffBytes).dropFirst(skip))
+                layout = TableLayout.detect(records: sample, prefix: prefix, skip: skip, end: textSize, dialect: dialect, header: options.header)
+                // Rows are read from the table's first data row.
+                if layout.dataStart != Int64(skip) {
+                    sample.removeAll(keepingCapacity: true)
+                    reader = try makeReader(layout.dataStart, layout.firstDataLine, layout.width)
+                    while sample.count < Self.sampleSize, try reader.next(into: &record) {
+                        if record.problem == nil { sample.append(record) }
+                    }
+                }
+            } else {
+                // Plain text: one column, every line a row.
+                layout = TableLayout(names: ["text"], width: 1, dataStart: Int64(skip), firstDataLine: 1)
+            }
         }
         let columnNames = Self.cleanNames(layout.names ?? (1...max(layout.width, 1)).map { "column_\($0)" })
         guard !columnNames.isEmpty else { throw IngestionFailure("no columns found") }
