@@ -8,6 +8,11 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+/// The store reads `struct stat`, whose members the importer attributes to whichever module
+/// (Glibc, CoreFoundation, CDispatch) loaded the header first — with ZIPFoundation in the graph
+/// that differs between debug and release builds — so MemberImportVisibility stays off there.
+let strictStore: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+
 let package = Package(
     name: "datasource-agent",
     platforms: [.macOS(.v15)],
@@ -49,7 +54,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],
-            swiftSettings: strict
+            swiftSettings: strictStore
         ),
         // The loopback HTTP listener that serves signed download links.
         .target(

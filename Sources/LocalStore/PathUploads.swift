@@ -1,9 +1,3 @@
-// With ZIPFoundation in the graph, `struct stat`'s members are attributed to CoreFoundation in a
-// release build (MemberImportVisibility then wants it imported) but to CDispatch in a debug
-// build, where importing CoreFoundation moves them there. Import it where it is wanted.
-#if !DEBUG && canImport(CoreFoundation)
-import CoreFoundation
-#endif
 import DataSourceDomain
 import Foundation
 import JSONKit
