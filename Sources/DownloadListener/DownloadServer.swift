@@ -66,16 +66,7 @@ public final class DownloadServer: DownloadOrigin, Service {
             return
         }
         let router = Router()
-        let authority = self.authority
-        router.get(RouterPath(DownloadLinkShape.routePattern)) { request, context in
-            try await Self.serve(request, context: context, authority: authority, headOnly: false)
-        }
-        router.head(RouterPath(DownloadLinkShape.routePattern)) { request, context in
-            try await Self.serve(request, context: context, authority: authority, headOnly: true)
-        }
-        router.get(RouterPath(DownloadLinkShape.exportRoutePattern)) { request, _ in
-            try await Self.serveExport(request, authority: authority)
-        }
+        Self.addLinkRoutes(to: router, authority: authority)
         let app = Application(
             router: router,
             configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: nil),
@@ -122,6 +113,20 @@ public final class DownloadServer: DownloadOrigin, Service {
     }
 
     /// A signed download link's answer; the REST face serves links on its own listener too.
+    /// The signed download and export links, on this listener or on another server's router
+    /// (the REST face serves them on its own origin).
+    public static func addLinkRoutes<Context: RequestContext>(to router: Router<Context>, authority: any DownloadAuthority) {
+        router.get(RouterPath(DownloadLinkShape.routePattern)) { request, context in
+            try await serve(request, context: context, authority: authority, headOnly: false)
+        }
+        router.head(RouterPath(DownloadLinkShape.routePattern)) { request, context in
+            try await serve(request, context: context, authority: authority, headOnly: true)
+        }
+        router.get(RouterPath(DownloadLinkShape.exportRoutePattern)) { request, _ in
+            try await serveExport(request, authority: authority)
+        }
+    }
+
     public static func serve<Context: RequestContext>(
         _ request: Request, context: Context, authority: any DownloadAuthority, headOnly: Bool
     ) async throws -> Response {

@@ -30,17 +30,23 @@ extension RESTServer {
         }
     }
 
-    /// `POST /api/v2/events/token` with the key (Bearer) → `{token, expiresIn}`: a token for
-    /// `GET /api/v2/events?token=…`, which a browser's EventSource can open.
-    func eventToken(_ request: Request) async -> Response {
-        let key = Self.bearerKey(request)
+    /// The Claro error answer when this key may not receive events; nil when it may.
+    private func eventsRefusal(apiKey: String?) async -> Response? {
         do {
-            try await service.authorizeEvents(apiKey: key)
+            try await service.authorizeEvents(apiKey: apiKey)
+            return nil
         } catch let error as DataSourceError {
             return DownloadServer.json(error)
         } catch {
             return DownloadServer.json(DataSourceError(.storageError, details: ["reason": "the request failed inside the agent"]))
         }
+    }
+
+    /// `POST /api/v2/events/token` with the key (Bearer) → `{token, expiresIn}`: a token for
+    /// `GET /api/v2/events?token=…`, which a browser's EventSource can open.
+    func eventToken(_ request: Request) async -> Response {
+        let key = Self.bearerKey(request)
+        if let refusal = await eventsRefusal(apiKey: key) { return refusal }
         let token = eventTokens.issue(for: key)
         let body: JSONValue = [
             "token": .string(token),
@@ -80,13 +86,7 @@ extension RESTServer {
             }
             key = tokenKey
         }
-        do {
-            try await service.authorizeEvents(apiKey: key)
-        } catch let error as DataSourceError {
-            return DownloadServer.json(error)
-        } catch {
-            return DownloadServer.json(DataSourceError(.storageError, details: ["reason": "the request failed inside the agent"]))
-        }
+        if let refusal = await eventsRefusal(apiKey: key) { return refusal }
         let lastEventId = request.headers[.init("Last-Event-ID")!] ?? query.first(where: { $0.name == "lastEventId" })?.value
         guard let subscription = events.subscribe(lastEventId: lastEventId) else {
             var response = DownloadServer.json(DataSourceError(.storageError, details: ["reason": "the server is shutting down"]))

@@ -141,16 +141,7 @@ public final class RESTServer: Service, DownloadOrigin {
         addEventRoutes(to: router)
         addMCPRoute(to: router)
         addPageRoutes(to: router)
-        let authority = self.authority
-        router.get(RouterPath(DownloadLinkShape.routePattern)) { request, context in
-            try await DownloadServer.serve(request, context: context, authority: authority, headOnly: false)
-        }
-        router.head(RouterPath(DownloadLinkShape.routePattern)) { request, context in
-            try await DownloadServer.serve(request, context: context, authority: authority, headOnly: true)
-        }
-        router.get(RouterPath(DownloadLinkShape.exportRoutePattern)) { request, _ in
-            try await DownloadServer.serveExport(request, authority: authority)
-        }
+        DownloadServer.addLinkRoutes(to: router, authority: authority)
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
