@@ -14,6 +14,7 @@ import pytest
 
 from agentproc import Agent, agent_binary
 from claro_stub import ClaroStub
+from restproc import RestServer, create_key
 from schema_check import validate_result
 
 KEY = "stub-key"
@@ -502,45 +503,13 @@ def test_sigterm_and_end_of_input_exit_cleanly_with_a_watch_running(store, stub)
 # -- against this project's own REST face, in two processes
 
 
-def _serve_http_available() -> bool:
-    try:
-        # `serve-http --help` alone would print serve's help (the default subcommand) and exit 0.
-        out = subprocess.run([agent_binary(), "--help"], capture_output=True, text=True, timeout=30).stdout
-        return any(line.split()[:1] == ["serve-http"] for line in out.splitlines())
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_against_serve_http_in_another_process(tmp_path):
     import urllib.request
 
     server_store = tmp_path / "server"
-    key = subprocess.run([agent_binary(), "keys", "create", "--scope", "write", "--store", str(server_store)],
-                         capture_output=True, text=True, check=True, timeout=30).stdout.strip()
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}/api/v2"
-    server = subprocess.Popen([agent_binary(), "serve-http", "--store", str(server_store), "--listen", f"127.0.0.1:{port}"],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                request = urllib.request.Request(base + "/datasources", headers={"Authorization": f"Bearer {key}"})
-                with urllib.request.urlopen(request, timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "serve-http did not start"
-            time.sleep(0.2)
+    key = create_key(server_store, "write")
+    with RestServer(server_store) as server:
+        base = server.base + "/api/v2"
         with Agent(tmp_path / "agent", args=["--backend", "remote", "--base-url", base], env={"CLARO_API_KEY": key}) as agent:
             agent.initialize()
             uploaded = agent.call("datasources/upload", {"fileName": "products.csv", "content": PRODUCTS.decode()})
@@ -574,67 +543,29 @@ def test_against_serve_http_in_another_process(tmp_path):
             relisted = agent.call("datasources/list", {"maxAge": 0})
             assert [s["datasourceId"] for s in relisted["dataSources"]] == [id] and "cache" not in relisted
             server.terminate()
-            server.wait(timeout=30)
             stale = agent.call("datasources/list", {"maxAge": 0})
             assert stale["cache"]["stale"] is True and [s["datasourceId"] for s in stale["dataSources"]] == [id]
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
 
 
 def test_a_wrong_key_against_serve_http_is_unauthorized(tmp_path):
-    import urllib.request
-
     server_store = tmp_path / "server"
-    subprocess.run([agent_binary(), "keys", "create", "--scope", "read", "--store", str(server_store)],
-                   capture_output=True, text=True, check=True, timeout=30)
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}/api/v2"
-    server = subprocess.Popen([agent_binary(), "serve-http", "--store", str(server_store), "--listen", f"127.0.0.1:{port}"],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(base + "/datasources", timeout=2)
-            except urllib.error.HTTPError:
-                break  # it answers (401 without a key)
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "serve-http did not start"
-            time.sleep(0.2)
-        with Agent(tmp_path / "agent", args=["--backend", "remote", "--base-url", base], env={"CLARO_API_KEY": "wrong"}) as agent:
+    create_key(server_store, "read")
+    with RestServer(server_store) as server:
+        with Agent(tmp_path / "agent", args=["--backend", "remote", "--base-url", server.base + "/api/v2"],
+                   env={"CLARO_API_KEY": "wrong"}) as agent:
             agent.initialize()
             error = agent.error("datasources/list", {})
             assert error["code"] == -31401 and error["data"]["code"] == "UNAUTHORIZED"
-    finally:
-        server.kill()
-        server.wait()
 
 
 def test_serve_http_429_is_honoured_by_a_second_agent(tmp_path):
     """Two agents share one key of a serve-http limited to one request a minute: the second,
     which has not seen the spent budget, meets the 429 and either waits out its Retry-After
     (when the window ends within the 30 s it waits) or answers RATE_LIMITED at once."""
-    import urllib.request
-
     server_store = tmp_path / "server"
-    key = subprocess.run([agent_binary(), "keys", "create", "--scope", "read", "--store", str(server_store)],
-                         capture_output=True, text=True, check=True, timeout=30).stdout.strip()
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}/api/v2"
-    server = subprocess.Popen([agent_binary(), "serve-http", "--store", str(server_store), "--listen", f"127.0.0.1:{port}",
-                               "--rate-limit", "1"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/openapi.json", timeout=2).read()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "serve-http did not start"
-                time.sleep(0.2)
+    key = create_key(server_store, "read")
+    with RestServer(server_store, "--rate-limit", "1") as server:
+        base = server.base + "/api/v2"
         # Keep clear of the edge of the 30 s the agent waits at most.
         while 27 <= 60 - time.time() % 60 <= 33 or 60 - time.time() % 60 < 3:
             time.sleep(1)
@@ -656,6 +587,3 @@ def test_serve_http_429_is_honoured_by_a_second_agent(tmp_path):
                 assert error["code"] == -31429 and error["data"]["code"] == "RATE_LIMITED", error
                 assert abs(error["data"]["details"]["retryAfter"] - to_window_end) <= 3
                 assert elapsed < 5
-    finally:
-        server.kill()
-        server.wait()
