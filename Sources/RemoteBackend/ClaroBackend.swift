@@ -304,6 +304,7 @@ public final class ClaroBackend: DataSourceBackend, Service {
         case "jsonl", "ndjson": "application/x-ndjson"
         case "txt", "text": "text/plain"
         case "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        case "ods": "application/vnd.oasis.opendocument.spreadsheet"
         case "pdf": "application/pdf"
         default: "application/octet-stream"
         }
