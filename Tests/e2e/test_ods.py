@@ -8,7 +8,9 @@ from odf.opendocument import OpenDocumentSpreadsheet
 from odf.table import CoveredTableCell, Table, TableCell, TableRow
 from odf.text import P, S, Span
 
+from agentproc import Agent
 from conftest import all_rows, upload_and_wait
+from restproc import RestServer, create_key
 
 
 def cell(shown=None, /, **attributes):
@@ -270,3 +272,50 @@ def test_zip_bomb_is_refused(agent, tmp_path):
     _, note = upload_and_wait(agent, path=str(path), timeout=120)
     assert note["status"] == "failed" and "limit" in note["error"]["message"]
     assert agent.call("datasources/list", {})
+
+
+def test_hostile_repeat_and_span_counts_are_bounded(agent, tmp_path):
+    """Counts an attacker writes (a row repeated 2^63-1 times, spans past any sheet) end at the
+    sheet's largest size, 1,048,576 rows, instead of loading forever or overflowing."""
+    path = save(
+        tmp_path / "hostile.ods",
+        sheet(
+            "H",
+            header("k", "v"),
+            row(cell("a", valuetype="string", numberrowsspanned=2**62, numbercolumnsspanned=2**62), CoveredTableCell()),
+            row(cell("x", valuetype="string"), cell(1, valuetype="float", value=1), numberrowsrepeated=2**63 - 1),
+            row(cell("never", valuetype="string")),
+        ),
+    )
+    result, note = upload_and_wait(agent, path=str(path), timeout=240)
+    assert note["status"] == "completed", note
+    details = agent.call("datasources/get", {"datasourceId": result["datasourceId"]})
+    assert details["rowCount"] == 1_048_575
+    first = agent.call("datasources/data", {"datasourceId": result["datasourceId"], "limit": 3})["data"]
+    assert first == [{"k": "a", "v": "a"}, {"k": "x", "v": "1"}, {"k": "x", "v": "1"}]
+    last = agent.call("datasources/data", {"datasourceId": result["datasourceId"], "filter": "k = 'never'"})
+    assert last["pagination"]["total"] == 0
+
+
+def test_options_sheet_and_sheets_through_the_remote_backend(tmp_path):
+    """The remote backend forwards options.sheet and reads `sheets`/`sheet` back from this
+    project's REST face (another process, another store)."""
+    path = save(
+        tmp_path / "remote.ods",
+        sheet("One", header("a"), row(cell(1, valuetype="float", value=1))),
+        sheet("Two", header("b"), row(cell("two", valuetype="string"))),
+    )
+    server_store = tmp_path / "server"
+    key = create_key(server_store, "write")
+    with RestServer(server_store) as server:
+        with Agent(tmp_path / "agent", args=["--backend", "remote", "--base-url", server.base + "/api/v2"],
+                   env={"CLARO_API_KEY": key}) as agent:
+            agent.initialize()
+            uploaded = agent.call("datasources/upload", {"path": str(path), "options": {"sheet": "Two"}})
+            assert uploaded["contentType"] == "application/vnd.oasis.opendocument.spreadsheet"
+            id = uploaded["datasourceId"]
+            note = agent.wait_notification("datasources/statusChanged", lambda p: p["datasourceId"] == id, timeout=60)
+            assert note["status"] == "completed", note
+            details = agent.call("datasources/get", {"datasourceId": id, "maxAge": 0})
+            assert details["sheets"] == ["One", "Two"] and details["sheet"] == "Two"
+            assert agent.call("datasources/data", {"datasourceId": id})["data"] == [{"b": "two"}]

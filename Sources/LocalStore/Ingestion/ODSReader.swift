@@ -24,9 +24,9 @@ final class ODSWorkbook: SpreadsheetWorkbook {
         try archive.extract(content, to: contentFile)
         var tables: [(name: String, range: Range<Int>)] = []
         do {
-            let data = try Data(contentsOf: contentFile, options: .alwaysMapped)
-            data.withUnsafeBytes { raw in
-                var s = XMLScan(raw.bindMemory(to: UInt8.self))
+            let mapped = try MappedSheet(url: contentFile)
+            mapped.scan { bytes in
+                var s = XMLScan(bytes)
                 // Tables nested in a cell (sub-tables) are part of their sheet, not sheets.
                 var depth = 0
                 var open: (name: String, start: Int)?
@@ -40,6 +40,8 @@ final class ODSWorkbook: SpreadsheetWorkbook {
                         }
                         if !selfClosing { depth += 1 }
                     case .close(let tag):
+                        // Only names are wanted here: the pages passed are given back.
+                        mapped.release(before: s.i)
                         guard s.isName(tag, "table"), depth > 0 else { continue }
                         depth -= 1
                         if depth == 0, let table = open {
@@ -82,10 +84,19 @@ struct ODSReader: RecordReader {
     typealias Cell = (text: String, isText: Bool)
     /// Columns past this are ignored (the widest sheet LibreOffice and Excel allow).
     static let maxColumns = 16384
+    /// Rows past this end the sheet (the tallest sheet LibreOffice and Excel allow), so that
+    /// a small file repeating a row billions of times cannot load forever.
+    static let maxRows = 1 << 20
+
+    /// A repeat or span count as written, within 1…`limit` (the attribute is untrusted).
+    static func count(_ text: String?, limit: Int) -> Int {
+        guard let text, let n = Int(text.trimmingCharacters(in: .whitespaces)) else { return 1 }
+        return min(max(n, 1), limit)
+    }
 
     let declaredColumns: [String]? = nil
     private let workbook: ODSWorkbook
-    private let data: Data
+    private let sheet: MappedSheet
     private var position: Int
     private var ordinal: Int64 = 0
     private let skip: Int64
@@ -109,7 +120,7 @@ struct ODSReader: RecordReader {
 
     init(workbook: ODSWorkbook, skipping start: Int64, width: Int?) throws {
         self.workbook = workbook
-        data = try Data(contentsOf: workbook.contentFile, options: .alwaysMapped)
+        sheet = try MappedSheet(url: workbook.contentFile)
         position = workbook.tableRange.lowerBound
         skip = start
         self.width = width
@@ -186,8 +197,9 @@ struct ODSReader: RecordReader {
         defer { self.spans = spans }
         var rowNumber = rowNumber
         defer { self.rowNumber = rowNumber }
-        return data.withUnsafeBytes { raw -> (cells: [Cell?], errors: [(Int, String)], repeats: Int)? in
-            var s = XMLScan(UnsafeBufferPointer(rebasing: raw.bindMemory(to: UInt8.self)[..<end]))
+        defer { sheet.release(before: position) }
+        return sheet.scan { bytes -> (cells: [Cell?], errors: [(Int, String)], repeats: Int)? in
+            var s = XMLScan(UnsafeBufferPointer(rebasing: bytes[..<end]))
             s.i = position
             defer { position = s.i }
             var cells: [Cell?] = []
@@ -232,7 +244,7 @@ struct ODSReader: RecordReader {
                     pendingEmpty = 0
                     cells += Array(repeating: value, count: count)
                     if attributes.columnsSpanned > 1 || attributes.rowsSpanned > 1, spans.count < 10000 {
-                        spans.append((column, column + max(1, attributes.columnsSpanned) - 1, thisRow + max(1, attributes.rowsSpanned) - 1, value))
+                        spans.append((column, column + attributes.columnsSpanned - 1, thisRow + attributes.rowsSpanned - 1, value))
                     }
                 } else {
                     pendingEmpty += count
@@ -269,8 +281,12 @@ struct ODSReader: RecordReader {
                         continue
                     }
                     if s.isName(tag, "table-row") {
-                        rowRepeats = max(1, s.attribute(tag, "number-rows-repeated").flatMap { Int($0) } ?? 1)
                         thisRow = rowNumber + 1
+                        guard thisRow <= Self.maxRows else {
+                            s.i = s.b.count
+                            return nil
+                        }
+                        rowRepeats = Self.count(s.attribute(tag, "number-rows-repeated"), limit: Self.maxRows - thisRow + 1)
                         if selfClosing {
                             rowNumber += rowRepeats
                             continue
@@ -291,9 +307,9 @@ struct ODSReader: RecordReader {
                             else if s.equals(name, "office:time-value") { attributes.timeValue = s.decoded(value) }
                             else if s.equals(name, "office:boolean-value") { attributes.booleanValue = s.decoded(value) }
                             else if s.equals(name, "office:string-value") { attributes.stringValue = s.decoded(value) }
-                            else if s.equals(name, "table:number-columns-repeated") { attributes.repeats = max(1, Int(s.decoded(value)) ?? 1) }
-                            else if s.equals(name, "table:number-columns-spanned") { attributes.columnsSpanned = Int(s.decoded(value)) ?? 1 }
-                            else if s.equals(name, "table:number-rows-spanned") { attributes.rowsSpanned = Int(s.decoded(value)) ?? 1 }
+                            else if s.equals(name, "table:number-columns-repeated") { attributes.repeats = Self.count(s.decoded(value), limit: Self.maxColumns) }
+                            else if s.equals(name, "table:number-columns-spanned") { attributes.columnsSpanned = Self.count(s.decoded(value), limit: Self.maxColumns) }
+                            else if s.equals(name, "table:number-rows-spanned") { attributes.rowsSpanned = Self.count(s.decoded(value), limit: Self.maxRows) }
                         }
                         if selfClosing {
                             place(attributes, text: [])

@@ -106,3 +106,48 @@ enum SheetDates {
         String(format: "%02d:%02d:%02d", seconds / 3600, seconds / 60 % 60, seconds % 60)
     }
 }
+
+/// A sheet's inflated XML, mapped read-only. The pages a scan has passed are given back as it
+/// goes, so reading a sheet holds about the current row in memory, not the whole part (which
+/// is many times the file's size).
+final class MappedSheet: @unchecked Sendable {
+    // Unchecked: one reader, on one thread at a time, scans and releases a mapping.
+    let bytes: UnsafeBufferPointer<UInt8>
+    private let length: Int
+    private var released = 0
+    private static let releaseStep = 8 << 20
+
+    init(url: URL) throws {
+        let fd = open(url.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw IngestionFailure("cannot open the sheet's work file: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let size = lseek(fd, 0, SEEK_END)
+        guard size > 0 else {
+            length = 0
+            bytes = UnsafeBufferPointer(start: nil, count: 0)
+            return
+        }
+        guard let base = mmap(nil, Int(size), PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
+            throw IngestionFailure("cannot map the sheet's work file: \(String(cString: strerror(errno)))")
+        }
+        length = Int(size)
+        bytes = UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: length)
+    }
+
+    func scan<T>(_ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T { try body(bytes) }
+
+    /// Gives back the whole pages before `offset`, in steps of a few MiB; the scan never goes
+    /// back before its position (a page touched again would only be read again from the file).
+    func release(before offset: Int) {
+        guard let base = bytes.baseAddress, offset - released >= Self.releaseStep else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let end = min(offset, length) / page * page
+        guard end > released else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base) + released, end - released, MADV_DONTNEED)
+        released = end
+    }
+
+    deinit {
+        if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), length) }
+    }
+}

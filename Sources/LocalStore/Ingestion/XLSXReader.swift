@@ -158,7 +158,7 @@ final class XLSXWorkbook: SpreadsheetWorkbook {
 struct XLSXReader: RecordReader {
     let declaredColumns: [String]? = nil
     private let workbook: XLSXWorkbook
-    private let data: Data
+    private let sheet: MappedSheet
     private var position = 0
     private var ordinal: Int64 = 0
     private let skip: Int64
@@ -169,17 +169,16 @@ struct XLSXReader: RecordReader {
     private var anchors: [Int: (String, Bool)] = [:]
 
     /// Progress in the archive's bytes (the inflated sheet is larger than the file).
-    var bytesConsumed: Int64 { data.isEmpty ? 0 : Int64(Double(position) / Double(data.count) * Double(workbook.archiveSize)) }
+    var bytesConsumed: Int64 { sheet.bytes.isEmpty ? 0 : Int64(Double(position) / Double(sheet.bytes.count) * Double(workbook.archiveSize)) }
 
     init(workbook: XLSXWorkbook, skipping start: Int64, width: Int?) throws {
         self.workbook = workbook
-        data = try Data(contentsOf: workbook.sheetFile, options: .alwaysMapped)
+        sheet = try MappedSheet(url: workbook.sheetFile)
         skip = start
         self.width = width
         // <mergeCells> follows <sheetData>: look for it in the file's tail.
         var found: [(Int, Int, Int, Int)] = []
-        data.withUnsafeBytes { raw in
-            let all = raw.bindMemory(to: UInt8.self)
+        sheet.scan { all in
             let from = max(0, all.count - (8 << 20))
             var s = XMLScan(UnsafeBufferPointer(rebasing: all[from...]))
             // Start at the last </sheetData> (or the tail start).
@@ -200,8 +199,17 @@ struct XLSXReader: RecordReader {
         var column = 0
         var row = 0
         var k = 0
-        while k < s.count, (0x41...0x5A).contains(s[k]) || (0x61...0x7A).contains(s[k]) { column = column * 26 + Int((s[k] & 0xDF) - 0x40); k += 1 }
-        while k < s.count, (0x30...0x39).contains(s[k]) { row = row * 10 + Int(s[k] - 0x30); k += 1 }
+        // A reference longer than any real one is refused before its number can overflow.
+        while k < s.count, (0x41...0x5A).contains(s[k]) || (0x61...0x7A).contains(s[k]) {
+            column = column * 26 + Int((s[k] & 0xDF) - 0x40)
+            k += 1
+            if column > 1 << 20 { return nil }
+        }
+        while k < s.count, (0x30...0x39).contains(s[k]) {
+            row = row * 10 + Int(s[k] - 0x30)
+            k += 1
+            if row > 1 << 30 { return nil }
+        }
         return column > 0 ? (column, row) : nil
     }
 
@@ -247,8 +255,9 @@ struct XLSXReader: RecordReader {
         let merges = merges
         var anchors = anchors
         defer { self.anchors = anchors }
-        return data.withUnsafeBytes { raw -> [(String, Bool)?]? in
-            var s = XMLScan(raw.bindMemory(to: UInt8.self))
+        defer { sheet.release(before: position) }
+        return sheet.scan { bytes -> [(String, Bool)?]? in
+            var s = XMLScan(bytes)
             s.i = position
             defer { position = s.i }
             var cells: [(String, Bool)?] = []
