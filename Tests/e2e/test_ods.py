@@ -319,3 +319,23 @@ def test_options_sheet_and_sheets_through_the_remote_backend(tmp_path):
             details = agent.call("datasources/get", {"datasourceId": id, "maxAge": 0})
             assert details["sheets"] == ["One", "Two"] and details["sheet"] == "Two"
             assert agent.call("datasources/data", {"datasourceId": id})["data"] == [{"b": "two"}]
+
+
+def test_the_zip_parts_decide_between_ods_and_xlsx(agent, tmp_path):
+    """A name that says the other spreadsheet format does not matter: the parts decide."""
+    import openpyxl
+
+    ods = save(tmp_path / "really-ods.ods", sheet("S", header("k"), row(cell("from ods", valuetype="string"))))
+    named_xlsx = tmp_path / "named.xlsx"
+    ods.rename(named_xlsx)
+    result, note = upload_and_wait(agent, path=str(named_xlsx))
+    assert note["status"] == "completed", note
+    assert all_rows(agent, result["datasourceId"]) == [{"k": "from ods"}]
+    wb = openpyxl.Workbook()
+    wb.active.append(["k"])
+    wb.active.append(["from xlsx"])
+    named_ods = tmp_path / "named.ods"
+    wb.save(named_ods)
+    result, note = upload_and_wait(agent, path=str(named_ods))
+    assert note["status"] == "completed", note
+    assert all_rows(agent, result["datasourceId"]) == [{"k": "from xlsx"}]

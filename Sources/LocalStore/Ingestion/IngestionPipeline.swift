@@ -94,11 +94,17 @@ final class IngestionPipeline {
         var sample: [Record] = []
         var layout: TableLayout
         var sheets: SpreadsheetSheets?
-        if case .spreadsheet(let kind) = format {
+        if case .spreadsheet(let declared) = format {
+            var archive = try SpreadsheetArchive(url: source, format: declared == .xlsx ? "XLSX" : "ODS")
+            // The parts decide, whatever the name or content type said: an ODS file named
+            // `.xlsx` is read as ODS, and the other way round.
+            let kind: SourceFormat.SpreadsheetKind =
+                archive.entry("xl/workbook.xml") != nil ? .xlsx : archive.entry("content.xml") != nil ? .ods : declared
+            archive.format = kind == .xlsx ? "XLSX" : "ODS"
             let workbook: any SpreadsheetWorkbook
             switch kind {
-            case .xlsx: workbook = try XLSXWorkbook(url: source, sheet: options.sheet, workDirectory: workDirectory, name: output.lastPathComponent)
-            case .ods: workbook = try ODSWorkbook(url: source, sheet: options.sheet, workDirectory: workDirectory, name: output.lastPathComponent)
+            case .xlsx: workbook = try XLSXWorkbook(archive: archive, sheet: options.sheet, workDirectory: workDirectory, name: output.lastPathComponent)
+            case .ods: workbook = try ODSWorkbook(archive: archive, sheet: options.sheet, workDirectory: workDirectory, name: output.lastPathComponent)
             }
             sheets = workbook.sheets
             makeReader = { start, _, width in try workbook.reader(skipping: start, width: width) }

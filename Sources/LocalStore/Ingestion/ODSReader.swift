@@ -14,8 +14,7 @@ final class ODSWorkbook: SpreadsheetWorkbook {
     /// The archive's size, for progress: the sheet's scanned bytes are scaled to it.
     let archiveSize: Int64
 
-    init(url: URL, sheet: String?, workDirectory: URL, name: String) throws {
-        let archive = try SpreadsheetArchive(url: url, format: "ODS")
+    init(archive: SpreadsheetArchive, sheet: String?, workDirectory: URL, name: String) throws {
         archiveSize = archive.size
         guard let content = archive.entry("content.xml") else {
             throw IngestionFailure("the file is a zip archive but not an OpenDocument spreadsheet (no content.xml)")

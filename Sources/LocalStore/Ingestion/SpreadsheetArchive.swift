@@ -7,8 +7,8 @@ import ZIPFoundation
 struct SpreadsheetArchive {
     /// Inflating stops past this many bytes for one part (and past 100× the archive's size).
     static let absoluteCap: Int64 = 2 << 30
-    /// The format's name in messages ("XLSX", "ODS").
-    let format: String
+    /// The format's name in messages ("XLSX", "ODS"): the declared one until the parts say.
+    var format: String
     let archive: Archive
     /// The archive's size, for progress: a part's scanned bytes are scaled to it.
     let size: Int64

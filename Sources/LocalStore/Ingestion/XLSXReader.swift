@@ -14,8 +14,7 @@ final class XLSXWorkbook: SpreadsheetWorkbook {
     /// The archive's size, for progress: the sheet's scanned bytes are scaled to it.
     let archiveSize: Int64
 
-    init(url: URL, sheet: String?, workDirectory: URL, name: String) throws {
-        let archive = try SpreadsheetArchive(url: url, format: "XLSX")
+    init(archive: SpreadsheetArchive, sheet: String?, workDirectory: URL, name: String) throws {
         archiveSize = archive.size
         guard let workbook = try archive.read("xl/workbook.xml") else {
             throw IngestionFailure("the file is a zip archive but not an XLSX workbook (no xl/workbook.xml)")
