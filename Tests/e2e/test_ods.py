@@ -339,3 +339,23 @@ def test_the_zip_parts_decide_between_ods_and_xlsx(agent, tmp_path):
     result, note = upload_and_wait(agent, path=str(named_ods))
     assert note["status"] == "completed", note
     assert all_rows(agent, result["datasourceId"]) == [{"k": "from xlsx"}]
+
+
+def test_password_protected_files_fail_with_a_clear_message(agent, tmp_path):
+    # ODF encrypts the parts and lists how in its manifest.
+    locked = tmp_path / "locked.ods"
+    with zipfile.ZipFile(locked, "w") as z:
+        z.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet", compress_type=zipfile.ZIP_STORED)
+        z.writestr("content.xml", bytes(range(256)) * 64)
+        z.writestr("META-INF/manifest.xml",
+                   '<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0">'
+                   '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml">'
+                   '<manifest:encryption-data manifest:checksum-type="SHA1/1K" manifest:checksum="AAAA"/>'
+                   '</manifest:file-entry></manifest:manifest>')
+    message = failed(agent, locked)
+    assert "password-protected" in message
+    # Office writes a protected workbook as an OLE compound file, whatever its name.
+    ole = tmp_path / "locked.xlsx"
+    ole.write_bytes(bytes([0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) + bytes(4096))
+    message = failed(agent, ole)
+    assert "OLE" in message and "password" in message

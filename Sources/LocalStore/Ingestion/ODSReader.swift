@@ -19,6 +19,10 @@ final class ODSWorkbook: SpreadsheetWorkbook {
         guard let content = archive.entry("content.xml") else {
             throw IngestionFailure("the file is a zip archive but not an OpenDocument spreadsheet (no content.xml)")
         }
+        // A password-protected document keeps its parts encrypted; the manifest says so.
+        if let manifest = try archive.read("META-INF/manifest.xml"), manifest.range(of: Data("encryption-data".utf8)) != nil {
+            throw IngestionFailure("the ODS file is password-protected (encrypted), which cannot be read; save it without a password")
+        }
         contentFile = workDirectory.appendingPathComponent(name + ".content.xml")
         try archive.extract(content, to: contentFile)
         var tables: [(name: String, range: Range<Int>)] = []

@@ -17,6 +17,12 @@ struct SpreadsheetArchive {
     init(url: URL, format: String) throws {
         self.format = format
         do { archive = try Archive(url: url, accessMode: .read) } catch {
+            // Office saves a password-protected workbook (and a legacy .xls) as an OLE
+            // compound file, not a zip: say so rather than "corrupt".
+            if let prefix = try? SourceInspection.readPrefix(url, count: 8), prefix.starts(with: [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
+                throw IngestionFailure(
+                    "the \(format) file is an OLE compound document, not a zip: a password-protected workbook or a legacy .xls, which cannot be read; save it as .xlsx or .ods without a password")
+            }
             throw IngestionFailure("the \(format) file is not a readable zip archive (corrupt or truncated)")
         }
         size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int64) ?? 0
