@@ -1,6 +1,6 @@
 import Foundation
 
-/// An XLSX workbook: the zip is opened, its small parts (workbook, relationships, styles,
+/// An XLSX workbook: the zip (`SpreadsheetArchive`) is opened, its small parts (workbook, relationships, styles,
 /// shared strings) are read, and the chosen sheet's XML is inflated to a work file in chunks,
 /// then scanned row by row.
 final class XLSXWorkbook: SpreadsheetWorkbook {
