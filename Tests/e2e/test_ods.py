@@ -172,7 +172,10 @@ def test_merged_header_and_covered_cells(agent, tmp_path):
                 CoveredTableCell(), cell("label", valuetype="string")),
             row(cell(1, valuetype="float", value=1), cell(10, valuetype="float", value=10),
                 cell(11, valuetype="float", value=11), cell("p", valuetype="string")),
-            row(cell(2, valuetype="float", value=2), TableCell(numbercolumnsrepeated=2), cell("q", valuetype="string")),
+            row(cell(2, valuetype="float", value=2), TableCell(numbercolumnsrepeated=2), cell("q", valuetype="string", numberrowsspanned=2)),
+            # A vertical merge: the covered cell below takes the anchor's value.
+            row(cell(3, valuetype="float", value=3), TableCell(numbercolumnsrepeated=2), CoveredTableCell()),
+            row(cell(4, valuetype="float", value=4), TableCell(numbercolumnsrepeated=2), CoveredTableCell()),
         ),
     )
     details, got = completed(agent, path)
@@ -180,6 +183,8 @@ def test_merged_header_and_covered_cells(agent, tmp_path):
     assert got == [
         {"id": 1, "score": 10, "score_2": 11, "label": "p"},
         {"id": 2, "score": None, "score_2": None, "label": "q"},
+        {"id": 3, "score": None, "score_2": None, "label": "q"},
+        {"id": 4, "score": None, "score_2": None, "label": None},
     ]
 
 
