@@ -86,6 +86,11 @@ enum Schema {
         properties["processingStats"] = processingStats
         properties["error"] = object(["message": string], required: ["message"])
         properties["issues"] = ["type": "array", "items": issue, "description": "The first recorded warnings and errors (at most 100)."]
+        properties["sheets"] = [
+            "type": "array", "items": string,
+            "description": "Spreadsheets (XLSX, ODS): the workbook's sheet names in workbook order; absent for other formats.",
+        ]
+        properties["sheet"] = ["type": "string", "description": "Spreadsheets: the name of the sheet read into the table (options.sheet, else the first)."]
         properties["cache"] = cache
         return object(properties, required: summaryRequired)
     }()

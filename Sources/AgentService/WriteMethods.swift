@@ -30,7 +30,7 @@ struct UploadMethod: DataSourceMethod {
         .init("options", Schema.object([
             "delimiter": Schema.string, "quote": Schema.string, "header": ["type": "boolean"],
             "encoding": Schema.string, "nullValues": ["type": "array", "items": Schema.string],
-            "sheet": ["type": "string", "description": "XLSX: the sheet to read, by name or by 1-based number (\"2\"); the first sheet when absent."],
+            "sheet": ["type": "string", "description": "XLSX and ODS: the sheet to read, by name or by 1-based number (\"2\"); the first sheet when absent."],
             "clean": ["type": "boolean", "default": true, "description": "false keeps every value as written (no trimming, no null tokens, no number or date cleaning); types are still inferred where the text is already canonical."],
         ], required: [], additional: false), "Reader options for delimited text; detected when absent."),
         .init("workDoneToken", ["type": ["string", "integer"]], "Progress token: $/progress notifications follow processing."),

@@ -146,12 +146,14 @@ public struct DataSourceDetails: Sendable, Equatable {
     public var errorMessage: String?
     /// The first recorded processing issues, so a client can see what was cleaned or dropped.
     public var issues: [ProcessingIssue]
+    /// A spreadsheet's sheets and the one that was read; nil for other formats.
+    public var sheets: SpreadsheetSheets?
     public var cache: CacheInfo?
 
     public init(
         summary: DataSourceSummary, columns: [DataColumn]? = nil, rowCount: Int? = nil,
         processingStats: ProcessingStats? = nil, errorMessage: String? = nil, issues: [ProcessingIssue] = [],
-        cache: CacheInfo? = nil
+        sheets: SpreadsheetSheets? = nil, cache: CacheInfo? = nil
     ) {
         self.summary = summary
         self.columns = columns
@@ -159,6 +161,7 @@ public struct DataSourceDetails: Sendable, Equatable {
         self.processingStats = processingStats
         self.errorMessage = errorMessage
         self.issues = issues
+        self.sheets = sheets
         self.cache = cache
     }
 
@@ -171,8 +174,24 @@ public struct DataSourceDetails: Sendable, Equatable {
         if let processingStats { object["processingStats"] = processingStats.json }
         if let errorMessage { object["error"] = ["message": .string(errorMessage)] }
         if summary.status != .processing { object["issues"] = .array(issues.map(\.json)) }
+        if let sheets {
+            object["sheets"] = .array(sheets.names.map { .string($0) })
+            object["sheet"] = .string(sheets.read)
+        }
         if let cache { object["cache"] = cache.json }
         return .object(object)
+    }
+}
+
+/// A workbook's sheet names in workbook order (`get`'s `sheets`), and the name of the sheet
+/// that was read into the table (`get`'s `sheet`).
+public struct SpreadsheetSheets: Sendable, Equatable, Codable {
+    public var names: [String]
+    public var read: String
+
+    public init(names: [String], read: String) {
+        self.names = names
+        self.read = read
     }
 }
 

@@ -176,7 +176,8 @@ extension CacheInfo {
 
 extension DataSourceDetails {
     /// Reads the `get` shape: the list item, `columns`, `rowCount`, `processingStats`,
-    /// `error.message`, `issues` (this project's servers; absent from the hosted API).
+    /// `error.message`, `issues`, `sheets` and `sheet` (this project's servers; absent from the
+    /// hosted API).
     public init(json: JSONValue) throws(ModelJSONError) {
         let f = try JSONFields(json, path: "")
         var columns: [DataColumn]?
@@ -193,10 +194,19 @@ extension DataSourceDetails {
         if f.optional("issues") != nil {
             for issue in try f.array("issues") { issues.append(try ProcessingIssue(json: issue)) }
         }
+        var sheets: SpreadsheetSheets?
+        if f.optional("sheets") != nil, let read = try f.optionalString("sheet") {
+            var names: [String] = []
+            for (index, name) in try f.array("sheets").enumerated() {
+                guard case .string(let text) = name else { throw ModelJSONError(field: "sheets[\(index)]", reason: "not a string") }
+                names.append(text)
+            }
+            sheets = SpreadsheetSheets(names: names, read: read)
+        }
         self.init(
             summary: try DataSourceSummary(fields: f), columns: columns, rowCount: try f.optionalInt("rowCount").map { Int($0) },
             processingStats: try f.optional("processingStats").map { v throws(ModelJSONError) in try ProcessingStats(json: v) },
-            errorMessage: errorMessage, issues: issues,
+            errorMessage: errorMessage, issues: issues, sheets: sheets,
             cache: try f.optional("cache").map { v throws(ModelJSONError) in try CacheInfo(json: v) })
     }
 }

@@ -42,6 +42,8 @@ struct DataSourceRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     var heartbeatAt: Int64?
     /// The first recorded processing issues, as JSON.
     var issues: [ProcessingIssue]?
+    /// A spreadsheet's sheet names and the sheet read, as JSON; nil for other formats.
+    var sheets: SpreadsheetSheets?
 
     enum Columns {
         static let id = Column(CodingKeys.id)
@@ -68,7 +70,7 @@ struct DataSourceRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
         DataSourceDetails(
             summary: summary, columns: columns, rowCount: rowCount, processingStats: stats,
             errorMessage: status == .failed ? (errorMessage ?? "processing failed") : nil,
-            issues: issues ?? [])
+            issues: issues ?? [], sheets: sheets)
     }
 }
 
@@ -222,6 +224,10 @@ final class Catalog: Sendable {
             try db.create(index: "statusChange_committedAt", on: "statusChange", columns: ["committedAt"])
         }
         registerKeyMigration(&migrator)
+        // Spreadsheets report their sheets in `get`; older rows have none.
+        migrator.registerMigration("v4-spreadsheet-sheets") { db in
+            try db.alter(table: "datasource") { t in t.add(column: "sheets", .text) }
+        }
         return migrator
     }
 

@@ -341,6 +341,7 @@ public final class LocalBackend: DataSourceBackend {
                     record.warningCount = result.stats.warnings
                     record.columns = result.columns
                     record.issues = result.issues
+                    record.sheets = result.sheets
                 }
             case .failure(let failure):
                 try? FileManager.default.removeItem(at: partial)

@@ -293,6 +293,7 @@ public final class ClaroBackend: DataSourceBackend, Service {
         if let encoding = options.encoding { object["encoding"] = .string(encoding) }
         if let nullValues = options.nullValues { object["nullValues"] = .array(nullValues.map { .string($0) }) }
         if let clean = options.clean { object["clean"] = .bool(clean) }
+        if let sheet = options.sheet { object["sheet"] = .string(sheet) }
         return object.count == 0 ? nil : .object(object)
     }
 
@@ -304,6 +305,7 @@ public final class ClaroBackend: DataSourceBackend, Service {
         case "jsonl", "ndjson": "application/x-ndjson"
         case "txt", "text": "text/plain"
         case "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        case "ods": "application/vnd.oasis.opendocument.spreadsheet"
         case "pdf": "application/pdf"
         default: "application/octet-stream"
         }

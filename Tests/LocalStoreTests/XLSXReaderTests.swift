@@ -31,5 +31,8 @@ import Testing
         #expect(XLSXReader.cellRef(Array("C7".utf8))! == (3, 7))
         #expect(XLSXReader.cellRef(Array("AA10".utf8))! == (27, 10))
         #expect(XLSXReader.cellRef(Array("XFD1048576".utf8))! == (16384, 1_048_576))
+        // Hostile references are refused, not overflowed.
+        #expect(XLSXReader.cellRef(Array(String(repeating: "Z", count: 40).utf8)) == nil)
+        #expect(XLSXReader.cellRef(Array(("A" + String(repeating: "9", count: 40)).utf8)) == nil)
     }
 }

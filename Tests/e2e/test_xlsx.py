@@ -180,3 +180,64 @@ def test_zip_bomb_is_refused(agent, tmp_path):
         z.writestr("xl/worksheets/sheet1.xml", b"<worksheet><sheetData>" + b" " * (300 << 20) + b"</sheetData></worksheet>")
     _, note = load(agent, path, timeout=120)
     assert note["status"] == "failed" and "limit" in str(note)
+
+
+def test_error_cells_become_null_with_a_warning(agent, tmp_path):
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["n", "ratio", "lookup"])
+    ws.append([1, 0.5, "a"])
+    ws.append([2, "#DIV/0!", "#N/A"])      # openpyxl writes these as error cells (t="e")
+    ws.append([3, 1.5, "c"])
+    path = save(wb, tmp_path / "errors.xlsx")
+    with zipfile.ZipFile(path) as z:
+        assert 't="e"' in z.read("xl/worksheets/sheet1.xml").decode()
+    details, got = completed(agent, path)
+    assert [g["ratio"] for g in got] == [0.5, None, 1.5]
+    assert [g["lookup"] for g in got] == ["a", None, "c"]
+    kinds = {c["name"]: c["type"] for c in details["columns"]}
+    assert kinds["ratio"] == "number"
+    errors = [i for i in details["issues"] if i["kind"] == "error_cell"]
+    assert [(i["column"], i["line"], i["severity"]) for i in errors] == [("ratio", 3, "warning"), ("lookup", 3, "warning")]
+    assert "#DIV/0!" in errors[0]["reason"] and "#N/A" in errors[1]["reason"]
+    assert details["processingStats"]["warnings"] >= 2
+
+
+def test_sheets_reported_in_get(agent, tmp_path):
+    wb = openpyxl.Workbook()
+    wb.active.title = "Summary"
+    wb.active.append(["a"])
+    wb.active.append([1])
+    data = wb.create_sheet("Data 2024")
+    data.append(["x"])
+    data.append([2])
+    path = save(wb, tmp_path / "named.xlsx")
+    details, _ = completed(agent, path)
+    assert details["sheets"] == ["Summary", "Data 2024"] and details["sheet"] == "Summary"
+    details, got = completed(agent, path, options={"sheet": "2"})
+    assert details["sheet"] == "Data 2024" and got == [{"x": 2}]
+    # Not a spreadsheet: no sheets in `get`.
+    csv = tmp_path / "plain.csv"
+    csv.write_text("a,b\n1,2\n")
+    details, _ = completed(agent, csv)
+    assert "sheets" not in details and "sheet" not in details
+
+
+def test_custom_date_formats_and_1904_serials_read_from_the_xml(agent, tmp_path):
+    """The serials themselves, checked in the sheet's XML: 1904 dates are stored 1,462 days
+    below their 1900 serials, and custom formats mark them as dates."""
+    wb = openpyxl.Workbook()
+    wb.epoch = openpyxl.utils.datetime.CALENDAR_MAC_1904
+    ws = wb.active
+    ws.append(["when", "at"])
+    ws.append([dt.date(2024, 2, 29), dt.datetime(2001, 9, 9, 1, 46, 40)])
+    ws["A2"].number_format = "dddd, d mmmm yyyy"
+    ws["B2"].number_format = "yy.mm.dd hh:mm"
+    path = save(wb, tmp_path / "custom1904.xlsx")
+    with zipfile.ZipFile(path) as z:
+        assert 'date1904="1"' in z.read("xl/workbook.xml").decode()
+        assert "<v>43889</v>" in z.read("xl/worksheets/sheet1.xml").decode()  # 45351 - 1462
+    details, got = completed(agent, path)
+    assert {c["name"]: c["type"] for c in details["columns"]} == {"when": "date", "at": "datetime"}
+    assert got[0]["when"] == "2024-02-29"
+    assert same(got[0]["at"], dt.datetime(2001, 9, 9, 1, 46, 40))

@@ -8,6 +8,8 @@ struct IngestionResult: Sendable {
     var rowCount: Int
     var stats: ProcessingStats
     var issues: [ProcessingIssue]
+    /// A spreadsheet's sheets and the one read; nil for other formats.
+    var sheets: SpreadsheetSheets?
 }
 
 /// The formats a file can be read as.
@@ -16,8 +18,10 @@ enum SourceFormat: Equatable {
     case json
     case jsonLines
     case plainText
-    case spreadsheet
+    case spreadsheet(SpreadsheetKind)
     case pdf
+
+    enum SpreadsheetKind { case xlsx, ods }
 
     init?(contentType: String) {
         switch contentType.lowercased().split(separator: ";").first.map({ $0.trimmingCharacters(in: .whitespaces) }) ?? "" {
@@ -27,7 +31,8 @@ enum SourceFormat: Equatable {
         case "application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/json-lines", "application/ndjson":
             self = .jsonLines
         case "text/plain": self = .plainText
-        case "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": self = .spreadsheet
+        case "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": self = .spreadsheet(.xlsx)
+        case "application/vnd.oasis.opendocument.spreadsheet": self = .spreadsheet(.ods)
         case "application/pdf": self = .pdf
         default: return nil
         }
@@ -60,7 +65,7 @@ final class IngestionPipeline {
         isCancelled: @escaping () -> Bool, stages: @escaping () -> Bool = { true }, progress: @escaping (Int64, Int) -> Void
     ) throws {
         guard let format = SourceFormat(contentType: contentType) else {
-            throw IngestionFailure("unsupported format \(contentType): expected CSV, TSV, JSON, JSON Lines, plain text, XLSX or PDF")
+            throw IngestionFailure("unsupported format \(contentType): expected CSV, TSV, JSON, JSON Lines, plain text, XLSX, ODS or PDF")
         }
         self.source = source
         self.format = format
@@ -88,13 +93,25 @@ final class IngestionPipeline {
         let makeReader: (_ start: Int64, _ line: Int, _ width: Int?) throws -> any RecordReader
         var sample: [Record] = []
         var layout: TableLayout
-        if case .spreadsheet = format {
-            let workbook = try XLSXWorkbook(url: source, sheet: options.sheet, workDirectory: workDirectory, name: output.lastPathComponent)
-            makeReader = { start, _, width in try XLSXReader(workbook: workbook, skipping: start, width: width) }
+        var sheets: SpreadsheetSheets?
+        if case .spreadsheet(let declared) = format {
+            var archive = try SpreadsheetArchive(url: source, format: declared == .xlsx ? "XLSX" : "ODS")
+            // The parts decide, whatever the name or content type said: an ODS file named
+            // `.xlsx` is read as ODS, and the other way round.
+            let kind: SourceFormat.SpreadsheetKind =
+                archive.entry("xl/workbook.xml") != nil ? .xlsx : archive.entry("content.xml") != nil ? .ods : declared
+            archive.format = kind == .xlsx ? "XLSX" : "ODS"
+            let workbook: any SpreadsheetWorkbook
+            switch kind {
+            case .xlsx: workbook = try XLSXWorkbook(archive: archive, sheet: options.sheet, workDirectory: workDirectory, name: output.lastPathComponent)
+            case .ods: workbook = try ODSWorkbook(archive: archive, sheet: options.sheet, workDirectory: workDirectory, name: output.lastPathComponent)
+            }
+            sheets = workbook.sheets
+            makeReader = { start, _, width in try workbook.reader(skipping: start, width: width) }
             var reader = try makeReader(0, 1, nil)
             var record = Record()
             while sample.count <= Self.sampleSize, try reader.next(into: &record) { sample.append(record) }
-            guard !sample.isEmpty else { throw IngestionFailure("the sheet \"\(workbook.sheetNames.first ?? "")\" holds no values") }
+            guard !sample.isEmpty else { throw IngestionFailure("the sheet \"\(workbook.sheets.read)\" holds no values") }
             // Rows end at their last value: give the sample one width for the header detection.
             let widest = sample.map(\.fieldCount).max() ?? 0
             for i in sample.indices {
@@ -191,15 +208,18 @@ final class IngestionPipeline {
             let reader = try makeReader(layout.dataStart, layout.firstDataLine, layout.width)
             return stages() ? RecordPrefetcher(reader, recordsPerBatch: recordsPerBatch) : reader
         }
+        var result: IngestionResult
         do {
-            return try load(prefetched(), layout: layout, names: columnNames, decisions: decisions)
+            result = try load(prefetched(), layout: layout, names: columnNames, decisions: decisions)
         } catch is DoesNotFit {
             do {
                 var full = try prefetched()
                 decisions = try profiled(&full, limit: .max)
             }
-            return try load(prefetched(), layout: layout, names: columnNames, decisions: decisions)
+            result = try load(prefetched(), layout: layout, names: columnNames, decisions: decisions)
         }
+        result.sheets = sheets
+        return result
     }
 
     private var formatName: String {
@@ -324,6 +344,9 @@ final class IngestionPipeline {
                     note(.error, record.line, nil, "extra_fields", "\(record.fieldCount) fields where the header has \(columnCount); the extra fields were dropped")
                 } else if record.fieldCount < columnCount {
                     note(.warning, record.line, nil, "short_row", "\(record.fieldCount) fields where the header has \(columnCount); padded with nulls")
+                }
+                for fieldNote in record.fieldNotes where fieldNote.field < columnCount {
+                    note(.warning, record.line, names[fieldNote.field], fieldNote.kind, fieldNote.reason)
                 }
                 try record.bytes.withUnsafeBufferPointer { buffer in
                     for column in 0..<columnCount {

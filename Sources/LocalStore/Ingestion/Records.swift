@@ -18,6 +18,15 @@ struct Record {
     /// Per field, whether the source typed it as text (a JSON string): such a value is never
     /// read as a number or a boolean. Empty for formats without types.
     var textOnly: [Bool] = []
+    /// Per-field findings of the reader that the pipeline records as warnings on the field's
+    /// column (a spreadsheet's error cell, read as null). Usually empty.
+    var fieldNotes: [FieldNote] = []
+
+    struct FieldNote: Equatable {
+        var field: Int
+        var kind: String
+        var reason: String
+    }
 
     func isTextOnly(_ index: Int) -> Bool { index < textOnly.count && textOnly[index] }
 
@@ -29,6 +38,7 @@ struct Record {
         problem = nil
         repaired = false
         if !textOnly.isEmpty { textOnly.removeAll(keepingCapacity: true) }
+        if !fieldNotes.isEmpty { fieldNotes.removeAll(keepingCapacity: true) }
     }
 
     mutating func endField() { ends.append(bytes.count) }
@@ -49,8 +59,8 @@ struct Record {
     }
 }
 
-/// A source of records: delimited text, JSON, JSON Lines, plain text — and, later, XLSX and
-/// PDF tables, which produce records the same way.
+/// A source of records: delimited text, JSON, JSON Lines, plain text, XLSX and ODS sheets —
+/// and, later, PDF tables, which produce records the same way.
 protocol RecordReader {
     /// Column names when the format names them (JSON keys); nil when the first record may be
     /// a header row.

@@ -1,136 +1,11 @@
 import Foundation
-import ZIPFoundation
 
-/// A minimal XML tokenizer over bytes: tags with lazily read attributes, and text between them.
-/// No DOM is built; callers walk the events they need.
-struct XMLScan {
-    let b: UnsafeBufferPointer<UInt8>
-    var i = 0
-
-    init(_ b: UnsafeBufferPointer<UInt8>) { self.b = b }
-
-    enum Event { case open(Range<Int>, selfClosing: Bool), close(Range<Int>), text(Range<Int>) }
-
-    /// The next event; nil at the end.
-    mutating func next() -> Event? {
-        guard i < b.count else { return nil }
-        if b[i] != 0x3C {
-            let start = i
-            while i < b.count, b[i] != 0x3C { i += 1 }
-            return .text(start..<i)
-        }
-        // Comments, declarations, processing instructions: skipped.
-        if i + 1 < b.count, b[i + 1] == 0x3F || b[i + 1] == 0x21 {
-            if i + 3 < b.count, b[i + 2] == 0x2D, b[i + 3] == 0x2D {
-                i += 4
-                while i + 2 < b.count, !(b[i] == 0x2D && b[i + 1] == 0x2D && b[i + 2] == 0x3E) { i += 1 }
-                i = min(b.count, i + 3)
-            } else {
-                while i < b.count, b[i] != 0x3E { i += 1 }
-                i = min(b.count, i + 1)
-            }
-            return next()
-        }
-        let start = i + 1
-        var quote: UInt8 = 0
-        i += 1
-        while i < b.count {
-            let c = b[i]
-            if quote != 0 { if c == quote { quote = 0 } } else if c == 0x22 || c == 0x27 { quote = c } else if c == 0x3E { break }
-            i += 1
-        }
-        let end = min(i, b.count)
-        i = min(b.count, i + 1)
-        if start < end, b[start] == 0x2F { return .close((start + 1)..<end) }
-        if end > start, b[end - 1] == 0x2F { return .open(start..<(end - 1), selfClosing: true) }
-        return .open(start..<end, selfClosing: false)
-    }
-
-    /// The tag's local name (without a namespace prefix).
-    func name(_ tag: Range<Int>) -> Substring.UTF8View.SubSequence {
-        var end = tag.lowerBound
-        while end < tag.upperBound, !Self.isSpace(b[end]) { end += 1 }
-        var start = tag.lowerBound
-        for k in tag.lowerBound..<end where b[k] == 0x3A { start = k + 1 }
-        return Substring(decoding: UnsafeBufferPointer(rebasing: b[start..<end]), as: UTF8.self).utf8[...]
-    }
-
-    func isName(_ tag: Range<Int>, _ local: StaticString) -> Bool {
-        var end = tag.lowerBound
-        while end < tag.upperBound, !Self.isSpace(b[end]) { end += 1 }
-        var start = tag.lowerBound
-        for k in tag.lowerBound..<end where b[k] == 0x3A { start = k + 1 }
-        let n = local.utf8CodeUnitCount
-        guard end - start == n else { return false }
-        let p = local.utf8Start
-        for k in 0..<n where b[start + k] != p[k] { return false }
-        return true
-    }
-
-    static func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D }
-
-    /// The value of an attribute (matched on its local name), entities decoded.
-    func attribute(_ tag: Range<Int>, _ local: String) -> String? {
-        let want = Array(local.utf8)
-        var k = tag.lowerBound
-        while k < tag.upperBound, !Self.isSpace(b[k]) { k += 1 }
-        while k < tag.upperBound {
-            while k < tag.upperBound, Self.isSpace(b[k]) { k += 1 }
-            let nameStart = k
-            while k < tag.upperBound, b[k] != 0x3D, !Self.isSpace(b[k]) { k += 1 }
-            let nameEnd = k
-            while k < tag.upperBound, b[k] != 0x22, b[k] != 0x27 { k += 1 }
-            guard k < tag.upperBound else { return nil }
-            let q = b[k]
-            k += 1
-            let valueStart = k
-            while k < tag.upperBound, b[k] != q { k += 1 }
-            let valueEnd = k
-            k += 1
-            var localStart = nameStart
-            for m in nameStart..<nameEnd where b[m] == 0x3A { localStart = m + 1 }
-            if nameEnd - localStart == want.count, zip(b[localStart..<nameEnd], want).allSatisfy({ $0 == $1 }) {
-                var out: [UInt8] = []
-                Self.decode(UnsafeBufferPointer(rebasing: b[valueStart..<valueEnd]), into: &out)
-                return String(decoding: out, as: UTF8.self)
-            }
-        }
-        return nil
-    }
-
-    /// Appends text with XML entities decoded.
-    static func decode(_ t: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
-        var k = 0
-        while k < t.count {
-            let c = t[k]
-            guard c == 0x26 else { out.append(c); k += 1; continue }
-            var e = k + 1
-            while e < t.count, e - k < 12, t[e] != 0x3B { e += 1 }
-            guard e < t.count, t[e] == 0x3B else { out.append(c); k += 1; continue }
-            let name = String(decoding: UnsafeBufferPointer(rebasing: t[(k + 1)..<e]), as: UTF8.self)
-            switch name {
-            case "amp": out.append(0x26)
-            case "lt": out.append(0x3C)
-            case "gt": out.append(0x3E)
-            case "quot": out.append(0x22)
-            case "apos": out.append(0x27)
-            default:
-                var scalar: UInt32?
-                if name.hasPrefix("#x") || name.hasPrefix("#X") { scalar = UInt32(name.dropFirst(2), radix: 16) } else if name.hasPrefix("#") { scalar = UInt32(name.dropFirst()) }
-                if let s = scalar, let u = Unicode.Scalar(s) { out.append(contentsOf: Array(String(Character(u)).utf8)) } else { out.append(contentsOf: Array(t[k...e])) }
-            }
-            k = e + 1
-        }
-    }
-}
-
-/// An XLSX workbook: the zip is opened, its small parts (workbook, relationships, styles,
+/// An XLSX workbook: the zip (`SpreadsheetArchive`) is opened, its small parts (workbook, relationships, styles,
 /// shared strings) are read, and the chosen sheet's XML is inflated to a work file in chunks,
 /// then scanned row by row.
-final class XLSXWorkbook {
-    /// Inflating stops past this many bytes for one part (and past 100× the archive's size).
-    static let absoluteCap: Int64 = 2 << 30
+final class XLSXWorkbook: SpreadsheetWorkbook {
     let sheetNames: [String]
+    let sheetIndex: Int
     let sheetFile: URL
     let sharedStrings: [String]
     /// Per cell style index: 0 not a date, 1 a date (and time), 2 a time of day.
@@ -139,24 +14,9 @@ final class XLSXWorkbook {
     /// The archive's size, for progress: the sheet's scanned bytes are scaled to it.
     let archiveSize: Int64
 
-    init(url: URL, sheet: String?, workDirectory: URL, name: String) throws {
-        let archive: Archive
-        do { archive = try Archive(url: url, accessMode: .read) } catch {
-            throw IngestionFailure("the XLSX file is not a readable zip archive (corrupt or truncated)")
-        }
-        let archiveSize = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int64) ?? 0
-        self.archiveSize = archiveSize
-        let cap = min(Self.absoluteCap, max(256 << 20, archiveSize * 100))
-        func entry(_ path: String) -> Entry? {
-            archive[path] ?? archive.first { $0.path.lowercased() == path.lowercased() }
-        }
-        func read(_ path: String) throws -> Data? {
-            guard let e = entry(path) else { return nil }
-            var data = Data()
-            try Self.inflate(archive, e, cap: cap) { data.append($0) }
-            return data
-        }
-        guard let workbook = try read("xl/workbook.xml") else {
+    init(archive: SpreadsheetArchive, sheet: String?, workDirectory: URL, name: String) throws {
+        archiveSize = archive.size
+        guard let workbook = try archive.read("xl/workbook.xml") else {
             throw IngestionFailure("the file is a zip archive but not an XLSX workbook (no xl/workbook.xml)")
         }
         var names: [String] = []
@@ -176,20 +36,10 @@ final class XLSXWorkbook {
         }
         sheetNames = names
         date1904 = is1904
-        guard !names.isEmpty else { throw IngestionFailure("the workbook has no sheets") }
-        var index = 0
-        if let sheet {
-            if let exact = names.firstIndex(of: sheet) {
-                index = exact
-            } else if let n = Int(sheet.trimmingCharacters(in: .whitespaces)), n >= 1, n <= names.count {
-                index = n - 1
-            } else {
-                let list = names.map { "\"\($0)\"" }.joined(separator: ", ")
-                throw IngestionFailure("options.sheet \"\(sheet)\" names no sheet of this workbook; its sheets are \(list) (or a 1-based number)")
-            }
-        }
+        let index = try Self.chooseSheet(sheet, among: names)
+        sheetIndex = index
         var targets: [String: String] = [:]
-        if let rels = try read("xl/_rels/workbook.xml.rels") {
+        if let rels = try archive.read("xl/_rels/workbook.xml.rels") {
             rels.withUnsafeBytes { raw in
                 var s = XMLScan(raw.bindMemory(to: UInt8.self))
                 while let ev = s.next() {
@@ -205,7 +55,7 @@ final class XLSXWorkbook {
         }
         // Shared strings: one string per <si>, its <t> runs joined (phonetic runs left out).
         var strings: [String] = []
-        if let sst = try read("xl/sharedStrings.xml") {
+        if let sst = try archive.read("xl/sharedStrings.xml") {
             sst.withUnsafeBytes { raw in
                 var s = XMLScan(raw.bindMemory(to: UInt8.self))
                 var current: [UInt8] = []
@@ -230,7 +80,7 @@ final class XLSXWorkbook {
         sharedStrings = strings
         // Styles: which cell formats show dates.
         var styles: [UInt8] = []
-        if let data = try read("xl/styles.xml") {
+        if let data = try archive.read("xl/styles.xml") {
             data.withUnsafeBytes { raw in
                 var s = XMLScan(raw.bindMemory(to: UInt8.self))
                 var custom: [Int: String] = [:]
@@ -254,35 +104,13 @@ final class XLSXWorkbook {
             }
         }
         dateStyles = styles
-        guard let sheetEntry = entry(sheetPath) else { throw IngestionFailure("the workbook's sheet \"\(names[index])\" is missing (\(sheetPath))") }
+        guard let sheetEntry = archive.entry(sheetPath) else { throw IngestionFailure("the workbook's sheet \"\(names[index])\" is missing (\(sheetPath))") }
         sheetFile = workDirectory.appendingPathComponent(name + ".sheet.xml")
-        guard FileManager.default.createFile(atPath: sheetFile.path, contents: nil) else { throw IngestionFailure("cannot create a work file for the sheet") }
-        let handle = try FileHandle(forWritingTo: sheetFile)
-        defer { try? handle.close() }
-        do {
-            try Self.inflate(archive, sheetEntry, cap: cap) { handle.write($0) }
-        } catch {
-            try? FileManager.default.removeItem(at: sheetFile)
-            throw error
-        }
+        try archive.extract(sheetEntry, to: sheetFile)
     }
 
-    private static func inflate(_ archive: Archive, _ entry: Entry, cap: Int64, _ body: (Data) throws -> Void) throws {
-        if Int64(clamping: entry.uncompressedSize) > cap {
-            throw IngestionFailure("the XLSX part \(entry.path) would inflate to \(entry.uncompressedSize) bytes, over the limit of \(cap) bytes (a zip bomb?)")
-        }
-        var total: Int64 = 0
-        do {
-            _ = try archive.extract(entry, bufferSize: 1 << 16) { chunk in
-                total += Int64(chunk.count)
-                if total > cap { throw IngestionFailure("the XLSX part \(entry.path) inflates past the limit of \(cap) bytes (a zip bomb?)") }
-                try body(chunk)
-            }
-        } catch let failure as IngestionFailure {
-            throw failure
-        } catch {
-            throw IngestionFailure("the XLSX file is corrupt: \(entry.path) cannot be inflated (\(error))")
-        }
+    func reader(skipping start: Int64, width: Int?) throws -> any RecordReader {
+        try XLSXReader(workbook: self, skipping: start, width: width)
     }
 
     /// 0 not a date, 1 a date or date-time, 2 a time of day (or a duration).
@@ -329,7 +157,7 @@ final class XLSXWorkbook {
 struct XLSXReader: RecordReader {
     let declaredColumns: [String]? = nil
     private let workbook: XLSXWorkbook
-    private let data: Data
+    private let sheet: MappedSheet
     private var position = 0
     private var ordinal: Int64 = 0
     private let skip: Int64
@@ -340,17 +168,16 @@ struct XLSXReader: RecordReader {
     private var anchors: [Int: (String, Bool)] = [:]
 
     /// Progress in the archive's bytes (the inflated sheet is larger than the file).
-    var bytesConsumed: Int64 { data.isEmpty ? 0 : Int64(Double(position) / Double(data.count) * Double(workbook.archiveSize)) }
+    var bytesConsumed: Int64 { sheet.bytes.isEmpty ? 0 : Int64(Double(position) / Double(sheet.bytes.count) * Double(workbook.archiveSize)) }
 
     init(workbook: XLSXWorkbook, skipping start: Int64, width: Int?) throws {
         self.workbook = workbook
-        data = try Data(contentsOf: workbook.sheetFile, options: .alwaysMapped)
+        sheet = try MappedSheet(url: workbook.sheetFile)
         skip = start
         self.width = width
         // <mergeCells> follows <sheetData>: look for it in the file's tail.
         var found: [(Int, Int, Int, Int)] = []
-        data.withUnsafeBytes { raw in
-            let all = raw.bindMemory(to: UInt8.self)
+        sheet.scan { all in
             let from = max(0, all.count - (8 << 20))
             var s = XMLScan(UnsafeBufferPointer(rebasing: all[from...]))
             // Start at the last </sheetData> (or the tail start).
@@ -371,8 +198,17 @@ struct XLSXReader: RecordReader {
         var column = 0
         var row = 0
         var k = 0
-        while k < s.count, (0x41...0x5A).contains(s[k]) || (0x61...0x7A).contains(s[k]) { column = column * 26 + Int((s[k] & 0xDF) - 0x40); k += 1 }
-        while k < s.count, (0x30...0x39).contains(s[k]) { row = row * 10 + Int(s[k] - 0x30); k += 1 }
+        // A reference longer than any real one is refused before its number can overflow.
+        while k < s.count, (0x41...0x5A).contains(s[k]) || (0x61...0x7A).contains(s[k]) {
+            column = column * 26 + Int((s[k] & 0xDF) - 0x40)
+            k += 1
+            if column > 1 << 20 { return nil }
+        }
+        while k < s.count, (0x30...0x39).contains(s[k]) {
+            row = row * 10 + Int(s[k] - 0x30)
+            k += 1
+            if row > 1 << 30 { return nil }
+        }
         return column > 0 ? (column, row) : nil
     }
 
@@ -397,6 +233,9 @@ struct XLSXReader: RecordReader {
                     record.textOnly.append(false)
                 }
             }
+            for (column, text) in errorCells where width.map({ column < $0 }) ?? true {
+                record.fieldNotes.append(Record.FieldNote(field: column, kind: "error_cell", reason: "the cell holds the error \(text.isEmpty ? "value" : text); read as null"))
+            }
             record.line = lastRowNumber
             record.offset = ordinal
             record.blankBefore = gap
@@ -406,6 +245,8 @@ struct XLSXReader: RecordReader {
 
     private var lastRowNumber = 0
     private var gap = false
+    /// The current row's error cells (`t="e"`): column index and the error's text.
+    private var errorCells: [(Int, String)] = []
 
     /// The next row with at least one value: (text, is a string) per column, nil for empty.
     private mutating func readRow() throws -> [(String, Bool)?]? {
@@ -413,11 +254,13 @@ struct XLSXReader: RecordReader {
         let merges = merges
         var anchors = anchors
         defer { self.anchors = anchors }
-        return data.withUnsafeBytes { raw -> [(String, Bool)?]? in
-            var s = XMLScan(raw.bindMemory(to: UInt8.self))
+        defer { sheet.release(before: position) }
+        return sheet.scan { bytes -> [(String, Bool)?]? in
+            var s = XMLScan(bytes)
             s.i = position
             defer { position = s.i }
             var cells: [(String, Bool)?] = []
+            errorCells.removeAll(keepingCapacity: true)
             var inRow = false
             var rowNumber = 0
             var column = 0
@@ -459,6 +302,10 @@ struct XLSXReader: RecordReader {
                     } else if inCell, s.isName(tag, "c") {
                         inCell = false
                         guard hasValue, column >= 1, column <= 16384 else { continue }
+                        if cellType == "e" {
+                            errorCells.append((column - 1, String(decoding: value, as: UTF8.self)))
+                            continue
+                        }
                         let cell = Self.cell(value, type: cellType, style: cellStyle, workbook: wb)
                         if let cell {
                             while cells.count < column { cells.append(nil) }
@@ -477,7 +324,8 @@ struct XLSXReader: RecordReader {
                         }
                         let previous = lastRow
                         lastRow = rowNumber
-                        if cells.contains(where: { $0 != nil }) {
+                        if cells.contains(where: { $0 != nil }) || !errorCells.isEmpty {
+                            while cells.count < (errorCells.map(\.0).max() ?? -1) + 1 { cells.append(nil) }
                             gap = rowNumber > previous + 1 && previous > 0
                             lastRowNumber = rowNumber
                             return cells
@@ -494,7 +342,8 @@ struct XLSXReader: RecordReader {
         }
     }
 
-    /// A cell's text and whether it is a string; nil for an empty or error cell.
+    /// A cell's text and whether it is a string; nil for an empty cell (error cells are taken
+    /// apart before, so that they are reported).
     static func cell(_ v: [UInt8], type: String, style: Int, workbook: XLSXWorkbook) -> (String, Bool)? {
         let text = String(decoding: v, as: UTF8.self)
         switch type {
@@ -503,7 +352,6 @@ struct XLSXReader: RecordReader {
             return (workbook.sharedStrings[i], true)
         case "inlineStr", "str": return (text, true)
         case "b": return (text == "1" || text.lowercased() == "true" ? "true" : "false", false)
-        case "e": return nil
         case "d": return text.isEmpty ? nil : (text, false)
         default:
             let trimmed = text.trimmingCharacters(in: .whitespaces)
@@ -531,24 +379,9 @@ struct XLSXReader: RecordReader {
         var days = Int(value.rounded(.down))
         var seconds = Int(((value - Double(days)) * 86400).rounded())
         if seconds >= 86400 { days += 1; seconds -= 86400 }
-        let clock = String(format: "%02d:%02d:%02d", seconds / 3600, seconds / 60 % 60, seconds % 60)
-        if kind == 2, days == 0 || (!date1904 && serial < 1) { return clock }
+        if kind == 2, days == 0 || (!date1904 && serial < 1) { return SheetDates.clock(seconds) }
         // Days since 1970-01-01.
         let epoch = date1904 ? 24107 : 25569
-        let (y, m, d) = civil(days - epoch)
-        let date = String(format: "%04d-%02d-%02d", y, m, d)
-        return seconds == 0 ? date : "\(date)T\(clock)"
-    }
-
-    static func civil(_ z0: Int) -> (Int, Int, Int) {
-        let z = z0 + 719468
-        let era = (z >= 0 ? z : z - 146096) / 146097
-        let doe = z - era * 146097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
+        return SheetDates.iso(days: Int64(days - epoch), seconds: seconds)
     }
 }

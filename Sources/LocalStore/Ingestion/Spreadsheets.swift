@@ -1,0 +1,159 @@
+import DataSourceDomain
+import Foundation
+import ZIPFoundation
+
+/// The zip container that XLSX and ODS share: parts looked up by path and inflated in chunks
+/// under one cap, so a zip bomb or a corrupt archive fails the same clear way for both.
+struct SpreadsheetArchive {
+    /// Inflating stops past this many bytes for one part (and past 100× the archive's size).
+    static let absoluteCap: Int64 = 2 << 30
+    /// The format's name in messages ("XLSX", "ODS"): the declared one until the parts say.
+    var format: String
+    let archive: Archive
+    /// The archive's size, for progress: a part's scanned bytes are scaled to it.
+    let size: Int64
+    let cap: Int64
+
+    init(url: URL, format: String) throws {
+        self.format = format
+        do { archive = try Archive(url: url, accessMode: .read) } catch {
+            // Office saves a password-protected workbook (and a legacy .xls) as an OLE
+            // compound file, not a zip: say so rather than "corrupt".
+            if let prefix = try? SourceInspection.readPrefix(url, count: 8), prefix.starts(with: [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
+                throw IngestionFailure(
+                    "the \(format) file is an OLE compound document, not a zip: a password-protected workbook or a legacy .xls, which cannot be read; save it as .xlsx or .ods without a password")
+            }
+            throw IngestionFailure("the \(format) file is not a readable zip archive (corrupt or truncated)")
+        }
+        size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int64) ?? 0
+        cap = min(Self.absoluteCap, max(256 << 20, size * 100))
+    }
+
+    /// The part at `path`; names are matched without regard to case as a fallback, since
+    /// some writers spell them differently from the specification.
+    func entry(_ path: String) -> Entry? {
+        archive[path] ?? archive.first { $0.path.lowercased() == path.lowercased() }
+    }
+
+    /// A small part read whole (workbook, styles, shared strings); nil when absent.
+    func read(_ path: String) throws -> Data? {
+        guard let e = entry(path) else { return nil }
+        var data = Data()
+        try inflate(e) { data.append($0) }
+        return data
+    }
+
+    /// A large part (a sheet) inflated to a work file, to be mapped and scanned.
+    func extract(_ entry: Entry, to file: URL) throws {
+        guard FileManager.default.createFile(atPath: file.path, contents: nil) else { throw IngestionFailure("cannot create a work file for the sheet") }
+        let handle = try FileHandle(forWritingTo: file)
+        defer { try? handle.close() }
+        do {
+            try inflate(entry) { handle.write($0) }
+        } catch {
+            try? FileManager.default.removeItem(at: file)
+            throw error
+        }
+    }
+
+    func inflate(_ entry: Entry, _ body: (Data) throws -> Void) throws {
+        let cap = cap
+        if Int64(clamping: entry.uncompressedSize) > cap {
+            throw IngestionFailure("the \(format) part \(entry.path) would inflate to \(entry.uncompressedSize) bytes, over the limit of \(cap) bytes (a zip bomb?)")
+        }
+        var total: Int64 = 0
+        do {
+            _ = try archive.extract(entry, bufferSize: 1 << 16) { chunk in
+                total += Int64(chunk.count)
+                if total > cap { throw IngestionFailure("the \(format) part \(entry.path) inflates past the limit of \(cap) bytes (a zip bomb?)") }
+                try body(chunk)
+            }
+        } catch let failure as IngestionFailure {
+            throw failure
+        } catch {
+            throw IngestionFailure("the \(format) file is corrupt: \(entry.path) cannot be inflated (\(error))")
+        }
+    }
+}
+
+/// A workbook opened on the sheet to read (XLSX, ODS): the pipeline asks it for readers of
+/// that sheet's rows, from a given data row on.
+protocol SpreadsheetWorkbook: AnyObject {
+    var sheetNames: [String] { get }
+    /// The index in `sheetNames` of the sheet being read.
+    var sheetIndex: Int { get }
+    func reader(skipping start: Int64, width: Int?) throws -> any RecordReader
+}
+
+extension SpreadsheetWorkbook {
+    var sheets: SpreadsheetSheets { SpreadsheetSheets(names: sheetNames, read: sheetNames[sheetIndex]) }
+
+    /// `options.sheet`: a sheet's exact name, or its 1-based number; the first sheet when absent.
+    static func chooseSheet(_ sheet: String?, among names: [String]) throws -> Int {
+        guard !names.isEmpty else { throw IngestionFailure("the workbook has no sheets") }
+        guard let sheet else { return 0 }
+        if let exact = names.firstIndex(of: sheet) { return exact }
+        if let n = Int(sheet.trimmingCharacters(in: .whitespaces)), n >= 1, n <= names.count { return n - 1 }
+        let list = names.map { "\"\($0)\"" }.joined(separator: ", ")
+        throw IngestionFailure("options.sheet \"\(sheet)\" names no sheet of this workbook; its sheets are \(list) (or a 1-based number)")
+    }
+}
+
+/// Dates and times as the spreadsheet readers write them (calendar arithmetic: `CivilDate`).
+enum SheetDates {
+    /// Days since 1970 and seconds into the day as ISO text: the date alone at midnight.
+    static func iso(days: Int64, seconds: Int) -> String {
+        let (y, m, d) = CivilDate.fromDays(days)
+        let date = String(format: "%04d-%02d-%02d", y, m, d)
+        return seconds == 0 ? date : "\(date)T\(clock(seconds))"
+    }
+
+    static func clock(_ seconds: Int) -> String {
+        String(format: "%02d:%02d:%02d", seconds / 3600, seconds / 60 % 60, seconds % 60)
+    }
+}
+
+/// A sheet's inflated XML, mapped read-only. The pages a scan has passed are given back as it
+/// goes, so reading a sheet holds about the current row in memory, not the whole part (which
+/// is many times the file's size).
+final class MappedSheet: @unchecked Sendable {
+    // Unchecked: one reader, on one thread at a time, scans and releases a mapping.
+    let bytes: UnsafeBufferPointer<UInt8>
+    private let length: Int
+    private var released = 0
+    private static let releaseStep = 8 << 20
+
+    init(url: URL) throws {
+        let fd = open(url.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw IngestionFailure("cannot open the sheet's work file: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let size = lseek(fd, 0, SEEK_END)
+        guard size > 0 else {
+            length = 0
+            bytes = UnsafeBufferPointer(start: nil, count: 0)
+            return
+        }
+        guard let base = mmap(nil, Int(size), PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
+            throw IngestionFailure("cannot map the sheet's work file: \(String(cString: strerror(errno)))")
+        }
+        length = Int(size)
+        bytes = UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: length)
+    }
+
+    func scan<T>(_ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T { try body(bytes) }
+
+    /// Gives back the whole pages before `offset`, in steps of a few MiB; the scan never goes
+    /// back before its position (a page touched again would only be read again from the file).
+    func release(before offset: Int) {
+        guard let base = bytes.baseAddress, offset - released >= Self.releaseStep else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let end = min(offset, length) / page * page
+        guard end > released else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base) + released, end - released, MADV_DONTNEED)
+        released = end
+    }
+
+    deinit {
+        if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), length) }
+    }
+}
