@@ -82,19 +82,27 @@ final class IngestionPipeline {
     private struct DoesNotFit: Error { var column: Int }
 
     func run() throws -> IngestionResult {
-        if case .pdf = format { throw IngestionFailure("PDF files cannot be read by this version of the agent yet") }
         var textURL = source
         defer { if textURL != source { try? FileManager.default.removeItem(at: textURL) } }
         let makeReader: (_ start: Int64, _ line: Int, _ width: Int?) throws -> any RecordReader
         var sample: [Record] = []
         var layout: TableLayout
-        if case .spreadsheet = format {
-            let workbook = try XLSXWorkbook(url: source, sheet: options.sheet, workDirectory: workDirectory, name: output.lastPathComponent)
-            makeReader = { start, _, width in try XLSXReader(workbook: workbook, skipping: start, width: width) }
+        if format == .spreadsheet || format == .pdf {
+            // Sheets and PDF tables are rows of cells already: no encoding or dialect to find.
+            let empty: String
+            if format == .pdf {
+                let rows = PDFTableBuilder.rows(try PDFTextExtraction.pages(of: source, isCancelled: isCancelled))
+                makeReader = { [fileSize] start, _, width in PDFReader(rows: rows, fileSize: fileSize, skipping: start, width: width) }
+                empty = "the PDF holds no table rows"
+            } else {
+                let workbook = try XLSXWorkbook(url: source, sheet: options.sheet, workDirectory: workDirectory, name: output.lastPathComponent)
+                makeReader = { start, _, width in try XLSXReader(workbook: workbook, skipping: start, width: width) }
+                empty = "the sheet \"\(workbook.sheetNames.first ?? "")\" holds no values"
+            }
             var reader = try makeReader(0, 1, nil)
             var record = Record()
             while sample.count <= Self.sampleSize, try reader.next(into: &record) { sample.append(record) }
-            guard !sample.isEmpty else { throw IngestionFailure("the sheet \"\(workbook.sheetNames.first ?? "")\" holds no values") }
+            guard !sample.isEmpty else { throw IngestionFailure(empty) }
             // Rows end at their last value: give the sample one width for the header detection.
             let widest = sample.map(\.fieldCount).max() ?? 0
             for i in sample.indices {

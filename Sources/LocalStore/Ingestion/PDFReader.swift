@@ -1,0 +1,294 @@
+import Foundation
+import PDFText
+
+/// A word on a PDF page and its box in points (origin at the page's top-left, y downwards).
+struct PDFWord: Equatable {
+    var text: String
+    var x0: Double
+    var y0: Double
+    var x1: Double
+    var y1: Double
+
+    var height: Double { y1 - y0 }
+    var centerX: Double { (x0 + x1) / 2 }
+    var centerY: Double { (y0 + y1) / 2 }
+}
+
+/// The words of one page.
+struct PDFPageText {
+    var words: [PDFWord]
+    var height: Double
+}
+
+/// Reads the words of every page through poppler (the `PDFText` target). The file is checked
+/// first for what poppler would quietly repair: a file that is not a PDF, or one cut short.
+enum PDFTextExtraction {
+    /// Past this many words the PDF is refused, so a huge document cannot exhaust memory
+    /// (every word is kept until the table is built).
+    static let maxWords = 2_000_000
+
+    static func pages(of url: URL, isCancelled: () -> Bool) throws -> [PDFPageText] {
+        try checkEnvelope(url)
+        var opened: OpaquePointer?
+        switch pdftext_open(url.path, &opened) {
+        case PDFTextOpened: break
+        case PDFTextLocked: throw IngestionFailure("the PDF is encrypted and needs a password; upload a copy without one")
+        case PDFTextUnreadable: throw IngestionFailure("the PDF is damaged and cannot be read")
+        default: throw IngestionFailure("the PDF could not be read")
+        }
+        guard let document = opened else { throw IngestionFailure("the PDF could not be read") }
+        defer { pdftext_close(document) }
+        let count = pdftext_page_count(document)
+        guard count > 0 else { throw IngestionFailure("the PDF has no pages") }
+        var pages: [PDFPageText] = []
+        var total = 0
+        for index in 0..<count {
+            if isCancelled() { throw IngestionPipeline.Cancelled() }
+            var words: UnsafePointer<PDFTextWord>?
+            var text: UnsafePointer<CChar>?
+            var width = 0.0
+            var height = 0.0
+            let found = pdftext_page_words(document, Int32(index), &words, &text, &width, &height)
+            guard found >= 0 else { throw IngestionFailure("page \(index + 1) of the PDF is damaged and cannot be read") }
+            total += found
+            guard total <= maxWords else { throw IngestionFailure("the PDF holds more than \(maxWords) words, over the limit") }
+            var page = PDFPageText(words: [], height: height)
+            page.words.reserveCapacity(found)
+            if found > 0, let words, let text {
+                text.withMemoryRebound(to: UInt8.self, capacity: 1) { bytes in
+                    for w in UnsafeBufferPointer(start: words, count: found) {
+                        let word = String(decoding: UnsafeBufferPointer(start: bytes + w.textStart, count: w.textLength), as: UTF8.self)
+                        guard !word.allSatisfy(\.isWhitespace) else { continue }
+                        page.words.append(PDFWord(text: word, x0: w.x0, y0: w.y0, x1: w.x1, y1: w.y1))
+                    }
+                }
+            }
+            pages.append(page)
+        }
+        guard pages.contains(where: { !$0.words.isEmpty }) else {
+            throw IngestionFailure("the PDF holds no extractable text (scanned pages or images only?); text recognition (OCR) is not supported")
+        }
+        return pages
+    }
+
+    /// A PDF starts with `%PDF-` (within its first 1 KiB) and ends with `%%EOF` (within its last
+    /// 1 KiB, as readers allow). poppler reconstructs a file without its end, which would load
+    /// part of a table as if it were whole; such a file is refused instead.
+    static func checkEnvelope(_ url: URL) throws {
+        let handle = try FileHandle(forReadingFrom: url)
+        defer { try? handle.close() }
+        let head = try handle.read(upToCount: 1024) ?? Data()
+        guard head.range(of: Data("%PDF-".utf8)) != nil else {
+            throw IngestionFailure("the file is not a PDF (no %PDF- header)")
+        }
+        let size = try handle.seekToEnd()
+        try handle.seek(toOffset: size > 1024 ? size - 1024 : 0)
+        let tail = try handle.readToEnd() ?? Data()
+        guard tail.range(of: Data("%%EOF".utf8)) != nil else {
+            throw IngestionFailure("the PDF is truncated (it does not end with %%EOF); upload the whole file")
+        }
+    }
+}
+
+/// Rebuilds a table from the words of a PDF, stream-style (from the positions of the text,
+/// not from ruling lines):
+/// - words whose vertical centres agree form a line, read left to right;
+/// - within a line, words closer than half the line's text height form one phrase (a cell's
+///   text, spaces kept);
+/// - columns are the x ranges covered by the phrases of lines with two phrases or more, on all
+///   pages together, separated by gaps that (nearly) every such line leaves empty; two
+///   neighbouring columns never filled on the same line are one column whose header and values
+///   are aligned differently;
+/// - on each page the table runs from the first to the last line whose phrases each reach into
+///   one column (and no two the same); lines above and below it (titles, page headers and footers) are left out, and
+///   every line inside it is a row, its words placed in the column under their centre;
+/// - a later page's first row equal to the table's first row is a repeated header, dropped.
+enum PDFTableBuilder {
+    struct Line {
+        var page: Int
+        var centerY: Double
+        var height: Double
+        /// Left to right.
+        var words: [PDFWord]
+        /// Ranges of `words`, each one phrase.
+        var phrases: [Range<Int>]
+
+        func extent(_ phrase: Range<Int>) -> (x0: Double, x1: Double) {
+            (words[phrase].map(\.x0).min() ?? 0, words[phrase].map(\.x1).max() ?? 0)
+        }
+    }
+
+    static func rows(_ pages: [PDFPageText]) -> [[String?]] {
+        let lines = pages.enumerated().flatMap { index, page in self.lines(page.words, page: index) }
+        let multi = lines.filter { $0.phrases.count >= 2 }
+        // No line with two phrases: no columns to find; each line is one value.
+        guard !multi.isEmpty else { return lines.map { [text(of: $0.words[...])] } }
+        var columns = columnRanges(multi)
+        columns = mergedNeverShared(columns, lines: multi)
+
+        var rows: [[String?]] = []
+        for page in pages.indices {
+            let onPage = lines.filter { $0.page == page }
+            let fitting = onPage.indices.filter { onPage[$0].phrases.count >= 2 && fits(onPage[$0], columns) }
+            guard let first = fitting.first, let last = fitting.last else { continue }
+            for (position, line) in onPage[first...last].enumerated() {
+                let row = cells(line, columns)
+                if position == 0, !rows.isEmpty, row == rows[0] { continue }
+                rows.append(row)
+            }
+        }
+        return rows
+    }
+
+    /// Groups words into lines by their vertical centres, then each line into phrases.
+    static func lines(_ words: [PDFWord], page: Int) -> [Line] {
+        let sorted = words.sorted { ($0.centerY, $0.x0) < ($1.centerY, $1.x0) }
+        var lines: [Line] = []
+        for word in sorted {
+            if var line = lines.last, abs(word.centerY - line.centerY) <= 0.5 * max(line.height, word.height) {
+                let n = Double(line.words.count)
+                line.centerY = (line.centerY * n + word.centerY) / (n + 1)
+                line.height = max(line.height, word.height)
+                line.words.append(word)
+                lines[lines.count - 1] = line
+            } else {
+                lines.append(Line(page: page, centerY: word.centerY, height: word.height, words: [word], phrases: []))
+            }
+        }
+        for i in lines.indices {
+            lines[i].words.sort { $0.x0 < $1.x0 }
+            let heights = lines[i].words.map(\.height).sorted()
+            let gapLimit = max(1, 0.5 * heights[heights.count / 2])
+            var start = 0
+            for k in 1..<max(1, lines[i].words.count) where lines[i].words[k].x0 - lines[i].words[k - 1].x1 > gapLimit {
+                lines[i].phrases.append(start..<k)
+                start = k
+            }
+            lines[i].phrases.append(start..<lines[i].words.count)
+        }
+        return lines
+    }
+
+    /// The x ranges covered by more than a few of the lines' phrases: a column's gap may be
+    /// crossed by one line in twenty (a note or a footer spanning columns).
+    static func columnRanges(_ lines: [Line]) -> [(x0: Double, x1: Double)] {
+        let tolerance = lines.count / 20
+        var events: [(x: Double, delta: Int)] = []
+        for line in lines {
+            for phrase in line.phrases {
+                let e = line.extent(phrase)
+                events.append((e.x0, 1))
+                events.append((e.x1, -1))
+            }
+        }
+        // At equal x, ends before starts: touching phrases leave a (zero-width) gap.
+        events.sort { ($0.x, $0.delta) < ($1.x, $1.delta) }
+        var ranges: [(x0: Double, x1: Double)] = []
+        var depth = 0
+        var open: Double?
+        for event in events {
+            depth += event.delta
+            if depth > tolerance, open == nil {
+                open = event.x
+            } else if depth <= tolerance, let start = open {
+                if event.x > start { ranges.append((start, event.x)) }
+                open = nil
+            }
+        }
+        return ranges
+    }
+
+    /// Joins neighbouring columns that no line fills both of (a left-aligned header over
+    /// right-aligned values covers one part of the column, the values another), left to right:
+    /// a column joins the one before it, with all that one has joined already, when no line
+    /// has words in both.
+    static func mergedNeverShared(_ columns: [(x0: Double, x1: Double)], lines: [Line]) -> [(x0: Double, x1: Double)] {
+        guard columns.count > 1 else { return columns }
+        let used = lines.map { line in Set(line.words.map { column(of: $0, columns) }) }
+        var merged = [columns[0]]
+        var group: Set<Int> = [0]
+        for k in 1..<columns.count {
+            if used.contains(where: { $0.contains(k) && !$0.isDisjoint(with: group) }) {
+                merged.append(columns[k])
+                group = [k]
+            } else {
+                merged[merged.count - 1].x1 = columns[k].x1
+                group.insert(k)
+            }
+        }
+        return merged
+    }
+
+    /// The column under a word's centre: the one containing it, else the nearest.
+    static func column(of word: PDFWord, _ columns: [(x0: Double, x1: Double)]) -> Int {
+        let x = word.centerX
+        var best = 0
+        var bestDistance = Double.infinity
+        for (k, c) in columns.enumerated() {
+            let distance = x < c.x0 ? c.x0 - x : (x > c.x1 ? x - c.x1 : 0)
+            if distance < bestDistance {
+                best = k
+                bestDistance = distance
+            }
+        }
+        return best
+    }
+
+    /// Whether each phrase of the line reaches into one column only (its text may run past the
+    /// column's edge, as a header wider than its values does, but not over a neighbour) and no
+    /// two phrases share a column.
+    static func fits(_ line: Line, _ columns: [(x0: Double, x1: Double)]) -> Bool {
+        var used = Set<Int>()
+        let slack = max(2, line.height)
+        for phrase in line.phrases {
+            let e = line.extent(phrase)
+            let reached = columns.indices.filter { min(e.x1, columns[$0].x1) - max(e.x0, columns[$0].x0) > slack }
+            guard reached.count <= 1 else { return false }
+            let k = reached.first ?? column(of: PDFWord(text: "", x0: e.x0, y0: 0, x1: e.x1, y1: 0), columns)
+            guard used.insert(k).inserted else { return false }
+        }
+        return true
+    }
+
+    static func cells(_ line: Line, _ columns: [(x0: Double, x1: Double)]) -> [String?] {
+        var words = [[PDFWord]](repeating: [], count: columns.count)
+        for word in line.words { words[column(of: word, columns)].append(word) }
+        return words.map { $0.isEmpty ? nil : text(of: $0[...]) }
+    }
+
+    static func text(of words: ArraySlice<PDFWord>) -> String { words.map(\.text).joined(separator: " ") }
+}
+
+/// The rows of a PDF's table as records, like a sheet's: `skipping` rows first, each padded to
+/// `width` columns.
+struct PDFReader: RecordReader {
+    let declaredColumns: [String]? = nil
+    private let rows: [[String?]]
+    private let fileSize: Int64
+    private var index: Int
+    private let width: Int?
+
+    init(rows: [[String?]], fileSize: Int64, skipping start: Int64, width: Int?) {
+        self.rows = rows
+        self.fileSize = fileSize
+        index = Int(min(start, Int64(rows.count)))
+        self.width = width
+    }
+
+    var bytesConsumed: Int64 { rows.isEmpty ? 0 : Int64(Double(index) / Double(rows.count) * Double(fileSize)) }
+
+    mutating func next(into record: inout Record) throws -> Bool {
+        guard index < rows.count else { return false }
+        let row = rows[index]
+        record.reset()
+        for k in 0..<max(width ?? row.count, row.count) {
+            if k < row.count, let text = row[k] { record.appendField(text) } else { record.endField() }
+        }
+        // Rows are numbered from 1 in the rebuilt table (its header row being row 1).
+        record.line = index + 1
+        record.offset = Int64(index)
+        record.blankBefore = false
+        index += 1
+        return true
+    }
+}
