@@ -152,13 +152,14 @@ def test_image_only_pdf_fails_with_no_text_and_no_ocr(agent, tmp_path):
     assert "no extractable text" in message and "OCR" in message
 
 
-def test_corrupt_pdf_fails_cleanly(agent, tmp_path):
+def test_corrupt_pdf_fails_cleanly_and_quietly(agent, tmp_path):
     path = tmp_path / "corrupt.pdf"
     path.write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 400 + b"\n%%EOF\n")
     assert "damaged" in failed(agent, path)
-    # A valid document with its objects overwritten in the middle.
+    # A valid document with bytes overwritten in its first objects (the catalog among them).
     data = bytearray(table_pdf(tmp_path / "whole.pdf", HEADER, mixed_rows(5)).read_bytes())
-    data[9 : len(data) - 200] = b"\x00" * (len(data) - 209)
+    data[400:900] = b"\x07" * 500
     path.write_bytes(bytes(data))
-    message = failed(agent, path)
-    assert "damaged" in message or "no extractable text" in message
+    assert "damaged" in failed(agent, path)
+    # poppler's diagnostics are silenced (its default prints "poppler/error: ..." lines).
+    assert b"poppler" not in bytes(agent.stderr)

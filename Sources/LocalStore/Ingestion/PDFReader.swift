@@ -100,7 +100,8 @@ enum PDFTextExtraction {
 ///   neighbouring columns never filled on the same line are one column whose header and values
 ///   are aligned differently;
 /// - on each page the table runs from the first to the last line whose phrases each reach into
-///   one column (and no two the same); lines above and below it (titles, page headers and footers) are left out, and
+///   one column (and no two the same), and on through lines below that fit the columns at the
+///   table's line spacing (rows with one value); lines above and below it (titles, page headers and footers) are left out, and
 ///   every line inside it is a row, its words placed in the column under their centre;
 /// - a later page's first row equal to the table's first row is a repeated header, dropped.
 enum PDFTableBuilder {
@@ -130,7 +131,16 @@ enum PDFTableBuilder {
         for page in pages.indices {
             let onPage = lines.filter { $0.page == page }
             let fitting = onPage.indices.filter { onPage[$0].phrases.count >= 2 && fits(onPage[$0], columns) }
-            guard let first = fitting.first, let last = fitting.last else { continue }
+            guard let first = fitting.first, var last = fitting.last else { continue }
+            // Rows with one value below the last full one belong to the table while they keep
+            // its line spacing; a footer is further away or does not fit the columns.
+            let pitches = zip(onPage[first...last].dropFirst(), onPage[first...last]).map { $0.centerY - $1.centerY }.sorted()
+            if !pitches.isEmpty {
+                let pitch = pitches[pitches.count / 2]
+                while last + 1 < onPage.count, onPage[last + 1].centerY - onPage[last].centerY <= 1.5 * pitch, fits(onPage[last + 1], columns) {
+                    last += 1
+                }
+            }
             for (position, line) in onPage[first...last].enumerated() {
                 let row = cells(line, columns)
                 if position == 0, !rows.isEmpty, row == rows[0] { continue }
