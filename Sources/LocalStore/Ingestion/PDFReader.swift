@@ -105,8 +105,13 @@ enum PDFTextExtraction {
 ///   every line inside it is a row, its words placed in the column under their centre;
 /// - a later page's first row equal to the table's first row is a repeated header, dropped.
 enum PDFTableBuilder {
+    /// A range of x positions on the page.
+    struct Span: Equatable {
+        var x0: Double
+        var x1: Double
+    }
+
     struct Line {
-        var page: Int
         var centerY: Double
         var height: Double
         /// Left to right.
@@ -114,13 +119,18 @@ enum PDFTableBuilder {
         /// Ranges of `words`, each one phrase.
         var phrases: [Range<Int>]
 
-        func extent(_ phrase: Range<Int>) -> (x0: Double, x1: Double) {
-            (words[phrase].map(\.x0).min() ?? 0, words[phrase].map(\.x1).max() ?? 0)
+        /// Words are sorted by their left edges; a right edge may still reach past the next
+        /// word's (overlapping text), hence the loop.
+        func extent(_ phrase: Range<Int>) -> Span {
+            var span = Span(x0: words[phrase.lowerBound].x0, x1: words[phrase.lowerBound].x1)
+            for k in phrase { span.x1 = max(span.x1, words[k].x1) }
+            return span
         }
     }
 
     static func rows(_ pages: [PDFPageText]) -> [[String?]] {
-        let lines = pages.enumerated().flatMap { index, page in self.lines(page.words, page: index) }
+        let linesByPage = pages.map { Self.lines($0.words) }
+        let lines = linesByPage.flatMap { $0 }
         let multi = lines.filter { $0.phrases.count >= 2 }
         // No line with two phrases: no columns to find; each line is one value.
         guard !multi.isEmpty else { return lines.map { [text(of: $0.words[...])] } }
@@ -128,8 +138,7 @@ enum PDFTableBuilder {
         columns = mergedNeverShared(columns, lines: multi)
 
         var rows: [[String?]] = []
-        for page in pages.indices {
-            let onPage = lines.filter { $0.page == page }
+        for onPage in linesByPage {
             let fitting = onPage.indices.filter { onPage[$0].phrases.count >= 2 && fits(onPage[$0], columns) }
             guard let first = fitting.first, var last = fitting.last else { continue }
             // Rows with one value below the last full one belong to the table while they keep
@@ -151,8 +160,8 @@ enum PDFTableBuilder {
     }
 
     /// Groups words into lines by their vertical centres, then each line into phrases.
-    static func lines(_ words: [PDFWord], page: Int) -> [Line] {
-        let sorted = words.sorted { ($0.centerY, $0.x0) < ($1.centerY, $1.x0) }
+    static func lines(_ words: [PDFWord]) -> [Line] {
+        let sorted = words.sorted { $0.centerY != $1.centerY ? $0.centerY < $1.centerY : $0.x0 < $1.x0 }
         var lines: [Line] = []
         for word in sorted {
             if var line = lines.last, abs(word.centerY - line.centerY) <= 0.5 * max(line.height, word.height) {
@@ -162,7 +171,7 @@ enum PDFTableBuilder {
                 line.words.append(word)
                 lines[lines.count - 1] = line
             } else {
-                lines.append(Line(page: page, centerY: word.centerY, height: word.height, words: [word], phrases: []))
+                lines.append(Line(centerY: word.centerY, height: word.height, words: [word], phrases: []))
             }
         }
         for i in lines.indices {
@@ -181,19 +190,24 @@ enum PDFTableBuilder {
 
     /// The x ranges covered by more than a few of the lines' phrases: a column's gap may be
     /// crossed by one line in twenty (a note or a footer spanning columns).
-    static func columnRanges(_ lines: [Line]) -> [(x0: Double, x1: Double)] {
+    static func columnRanges(_ lines: [Line]) -> [Span] {
         let tolerance = lines.count / 20
-        var events: [(x: Double, delta: Int)] = []
+        struct Edge {
+            var x: Double
+            var delta: Int
+        }
+        var events: [Edge] = []
+        events.reserveCapacity(lines.count * 8)
         for line in lines {
             for phrase in line.phrases {
                 let e = line.extent(phrase)
-                events.append((e.x0, 1))
-                events.append((e.x1, -1))
+                events.append(Edge(x: e.x0, delta: 1))
+                events.append(Edge(x: e.x1, delta: -1))
             }
         }
         // At equal x, ends before starts: touching phrases leave a (zero-width) gap.
-        events.sort { ($0.x, $0.delta) < ($1.x, $1.delta) }
-        var ranges: [(x0: Double, x1: Double)] = []
+        events.sort { $0.x != $1.x ? $0.x < $1.x : $0.delta < $1.delta }
+        var ranges: [Span] = []
         var depth = 0
         var open: Double?
         for event in events {
@@ -201,7 +215,7 @@ enum PDFTableBuilder {
             if depth > tolerance, open == nil {
                 open = event.x
             } else if depth <= tolerance, let start = open {
-                if event.x > start { ranges.append((start, event.x)) }
+                if event.x > start { ranges.append(Span(x0: start, x1: event.x)) }
                 open = nil
             }
         }
@@ -212,7 +226,7 @@ enum PDFTableBuilder {
     /// right-aligned values covers one part of the column, the values another), left to right:
     /// a column joins the one before it, with all that one has joined already, when no line
     /// has words in both.
-    static func mergedNeverShared(_ columns: [(x0: Double, x1: Double)], lines: [Line]) -> [(x0: Double, x1: Double)] {
+    static func mergedNeverShared(_ columns: [Span], lines: [Line]) -> [Span] {
         guard columns.count > 1 else { return columns }
         let used = lines.map { line in Set(line.words.map { column(of: $0, columns) }) }
         var merged = [columns[0]]
@@ -230,11 +244,12 @@ enum PDFTableBuilder {
     }
 
     /// The column under a word's centre: the one containing it, else the nearest.
-    static func column(of word: PDFWord, _ columns: [(x0: Double, x1: Double)]) -> Int {
+    static func column(of word: PDFWord, _ columns: [Span]) -> Int {
         let x = word.centerX
         var best = 0
         var bestDistance = Double.infinity
-        for (k, c) in columns.enumerated() {
+        for k in columns.indices {
+            let c = columns[k]
             let distance = x < c.x0 ? c.x0 - x : (x > c.x1 ? x - c.x1 : 0)
             if distance < bestDistance {
                 best = k
@@ -247,7 +262,7 @@ enum PDFTableBuilder {
     /// Whether each phrase of the line reaches into one column only (its text may run past the
     /// column's edge, as a header wider than its values does, but not over a neighbour) and no
     /// two phrases share a column.
-    static func fits(_ line: Line, _ columns: [(x0: Double, x1: Double)]) -> Bool {
+    static func fits(_ line: Line, _ columns: [Span]) -> Bool {
         var used = Set<Int>()
         let slack = max(2, line.height)
         for phrase in line.phrases {
@@ -260,7 +275,7 @@ enum PDFTableBuilder {
         return true
     }
 
-    static func cells(_ line: Line, _ columns: [(x0: Double, x1: Double)]) -> [String?] {
+    static func cells(_ line: Line, _ columns: [Span]) -> [String?] {
         var words = [[PDFWord]](repeating: [], count: columns.count)
         for word in line.words { words[column(of: word, columns)].append(word) }
         return words.map { $0.isEmpty ? nil : text(of: $0[...]) }
