@@ -163,3 +163,26 @@ def test_corrupt_pdf_fails_cleanly_and_quietly(agent, tmp_path):
     assert "damaged" in failed(agent, path)
     # poppler's diagnostics are silenced (its default prints "poppler/error: ..." lines).
     assert b"poppler" not in bytes(agent.stderr)
+
+
+def test_pdfs_processed_at_once_on_both_workers(agent, tmp_path):
+    # poppler is used from both processing threads at the same time.
+    tables = {f"t{i}.pdf": mixed_rows(40 + 20 * i) for i in range(4)}
+    ids = {}
+    for name, rows in tables.items():
+        path = table_pdf(tmp_path / name, HEADER, rows)
+        ids[agent.call("datasources/upload", {"path": str(path)})["datasourceId"]] = rows
+    for id, rows in ids.items():
+        note = agent.wait_notification("datasources/statusChanged", lambda p, id=id: p["datasourceId"] == id, timeout=60)
+        assert note["status"] == "completed", note
+        assert_same_table(agent.call("datasources/get", {"datasourceId": id}), all_rows(agent, id), rows)
+
+
+def test_pdf_with_only_an_owner_password_opens(agent, tmp_path):
+    from reportlab.lib.pdfencrypt import StandardEncryption
+
+    rows = mixed_rows(4)
+    path = table_pdf(tmp_path / "owner.pdf", HEADER, rows, encrypt=StandardEncryption("", ownerPassword="owner", canPrint=1))
+    assert b"/Encrypt" in path.read_bytes()
+    details, got = completed(agent, path)
+    assert_same_table(details, got, rows)
