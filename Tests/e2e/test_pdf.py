@@ -186,3 +186,17 @@ def test_pdf_with_only_an_owner_password_opens(agent, tmp_path):
     assert b"/Encrypt" in path.read_bytes()
     details, got = completed(agent, path)
     assert_same_table(details, got, rows)
+
+
+def test_progress_is_reported_while_the_pages_are_read(agent, tmp_path):
+    path = table_pdf(tmp_path / "pages.pdf", HEADER, mixed_rows(150))
+    reply = agent.response(agent.request("datasources/upload", {"path": str(path), "workDoneToken": "pdf-1"}))
+    id = reply["result"]["datasourceId"]
+    assert agent.wait_notification("datasources/statusChanged", lambda p: p["datasourceId"] == id, timeout=60)["status"] == "completed"
+    values = []
+    while not values or values[-1]["kind"] != "end":
+        values.append(agent.wait_notification("$/progress", lambda p: p["token"] == "pdf-1", timeout=5)["value"])
+    percentages = [v["percentage"] for v in values if v["kind"] == "report" and "percentage" in v]
+    assert percentages == sorted(percentages)
+    # Reading the pages is the first half: reports come from it, page by page.
+    assert len([p for p in percentages if 0 < p <= 50]) >= 2, values

@@ -91,7 +91,10 @@ final class IngestionPipeline {
             // Sheets and PDF tables are rows of cells already: no encoding or dialect to find.
             let empty: String
             if format == .pdf {
-                let rows = PDFTableBuilder.rows(try PDFTextExtraction.pages(of: source, isCancelled: isCancelled))
+                let pages = try PDFTextExtraction.pages(of: source, isCancelled: isCancelled) { [fileSize, progress] done, count in
+                    progress(Int64(Double(done) / Double(count) * Double(fileSize / 2)), 0)
+                }
+                let rows = PDFTableBuilder.rows(pages)
                 makeReader = { [fileSize] start, _, width in PDFReader(rows: rows, fileSize: fileSize, skipping: start, width: width) }
                 empty = "the PDF holds no table rows"
             } else {

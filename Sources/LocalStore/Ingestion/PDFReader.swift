@@ -27,7 +27,9 @@ enum PDFTextExtraction {
     /// (every word is kept until the table is built).
     static let maxWords = 2_000_000
 
-    static func pages(of url: URL, isCancelled: () -> Bool) throws -> [PDFPageText] {
+    /// `pageRead` is told after each page (done, of how many), so that a long document keeps
+    /// its progress and heartbeat going.
+    static func pages(of url: URL, isCancelled: () -> Bool, pageRead: (_ done: Int, _ count: Int) -> Void) throws -> [PDFPageText] {
         try checkEnvelope(url)
         var opened: OpaquePointer?
         switch pdftext_open(url.path, &opened) {
@@ -38,7 +40,7 @@ enum PDFTextExtraction {
         }
         guard let document = opened else { throw IngestionFailure("the PDF could not be read") }
         defer { pdftext_close(document) }
-        let count = pdftext_page_count(document)
+        let count = Int(pdftext_page_count(document))
         guard count > 0 else { throw IngestionFailure("the PDF has no pages") }
         var pages: [PDFPageText] = []
         var total = 0
@@ -64,6 +66,7 @@ enum PDFTextExtraction {
                 }
             }
             pages.append(page)
+            pageRead(index + 1, count)
         }
         guard pages.contains(where: { !$0.words.isEmpty }) else {
             throw IngestionFailure("the PDF holds no extractable text (scanned pages or images only?); text recognition (OCR) is not supported")
@@ -285,7 +288,8 @@ enum PDFTableBuilder {
 }
 
 /// The rows of a PDF's table as records, like a sheet's: `skipping` rows first, each padded to
-/// `width` columns.
+/// `width` columns. Reading the pages counts as the first half of the progress, loading the
+/// rows as the second.
 struct PDFReader: RecordReader {
     let declaredColumns: [String]? = nil
     private let rows: [[String?]]
@@ -300,7 +304,7 @@ struct PDFReader: RecordReader {
         self.width = width
     }
 
-    var bytesConsumed: Int64 { rows.isEmpty ? 0 : Int64(Double(index) / Double(rows.count) * Double(fileSize)) }
+    var bytesConsumed: Int64 { fileSize / 2 + (rows.isEmpty ? 0 : Int64(Double(index) / Double(rows.count) * Double(fileSize / 2))) }
 
     mutating func next(into record: inout Record) throws -> Bool {
         guard index < rows.count else { return false }
