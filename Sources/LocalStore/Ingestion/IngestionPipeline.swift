@@ -94,7 +94,7 @@ final class IngestionPipeline {
                 let pages = try PDFTextExtraction.pages(of: source, isCancelled: isCancelled) { [fileSize, progress] done, count in
                     progress(Int64(Double(done) / Double(count) * Double(fileSize / 2)), 0)
                 }
-                let rows = PDFTableBuilder.rows(pages)
+                let rows = try PDFTableBuilder.rows(pages)
                 makeReader = { [fileSize] start, _, width in PDFReader(rows: rows, fileSize: fileSize, skipping: start, width: width) }
                 empty = "the PDF holds no table rows"
             } else {

@@ -60,7 +60,8 @@ enum PDFTextExtraction {
                 text.withMemoryRebound(to: UInt8.self, capacity: 1) { bytes in
                     for w in UnsafeBufferPointer(start: words, count: found) {
                         let word = String(decoding: UnsafeBufferPointer(start: bytes + w.textStart, count: w.textLength), as: UTF8.self)
-                        guard !word.allSatisfy(\.isWhitespace) else { continue }
+                        // A box that is not finite (a degenerate font matrix) has no place in the table.
+                        guard !word.allSatisfy(\.isWhitespace), [w.x0, w.y0, w.x1, w.y1].allSatisfy(\.isFinite) else { continue }
                         page.words.append(PDFWord(text: word, x0: w.x0, y0: w.y0, x1: w.x1, y1: w.y1))
                     }
                 }
@@ -104,8 +105,9 @@ enum PDFTextExtraction {
 ///   are aligned differently;
 /// - on each page the table runs from the first to the last line whose phrases each reach into
 ///   one column (and no two the same), and on through lines below that fit the columns at the
-///   table's line spacing (rows with one value); lines above and below it (titles, page headers and footers) are left out, and
-///   every line inside it is a row, its words placed in the column under their centre;
+///   table's line spacing (rows with one value); lines above and below it (titles, page
+///   headers and footers) are left out, and every line inside it is a row, its words placed
+///   in the column under their centre;
 /// - a later page's first row equal to the table's first row is a repeated header, dropped.
 enum PDFTableBuilder {
     /// A range of x positions on the page.
@@ -131,7 +133,7 @@ enum PDFTableBuilder {
         }
     }
 
-    static func rows(_ pages: [PDFPageText]) -> [[String?]] {
+    static func rows(_ pages: [PDFPageText]) throws -> [[String?]] {
         let linesByPage = pages.map { Self.lines($0.words) }
         let lines = linesByPage.flatMap { $0 }
         let multi = lines.filter { $0.phrases.count >= 2 }
@@ -139,6 +141,10 @@ enum PDFTableBuilder {
         guard !multi.isEmpty else { return lines.map { [text(of: $0.words[...])] } }
         var columns = columnRanges(multi)
         columns = mergedNeverShared(columns, lines: multi)
+        // Checked here as well as by the pipeline: placing words costs time per column.
+        guard columns.count <= TableWriter.maxColumns else {
+            throw IngestionFailure("too many columns: \(columns.count) (at most \(TableWriter.maxColumns))")
+        }
 
         var rows: [[String?]] = []
         for onPage in linesByPage {
@@ -167,12 +173,12 @@ enum PDFTableBuilder {
         let sorted = words.sorted { $0.centerY != $1.centerY ? $0.centerY < $1.centerY : $0.x0 < $1.x0 }
         var lines: [Line] = []
         for word in sorted {
-            if var line = lines.last, abs(word.centerY - line.centerY) <= 0.5 * max(line.height, word.height) {
-                let n = Double(line.words.count)
-                line.centerY = (line.centerY * n + word.centerY) / (n + 1)
-                line.height = max(line.height, word.height)
-                line.words.append(word)
-                lines[lines.count - 1] = line
+            if let last = lines.indices.last, abs(word.centerY - lines[last].centerY) <= 0.5 * max(lines[last].height, word.height) {
+                // In place: a copy of the line per word would make a long line quadratic.
+                let n = Double(lines[last].words.count)
+                lines[last].centerY = (lines[last].centerY * n + word.centerY) / (n + 1)
+                lines[last].height = max(lines[last].height, word.height)
+                lines[last].words.append(word)
             } else {
                 lines.append(Line(centerY: word.centerY, height: word.height, words: [word], phrases: []))
             }
@@ -246,20 +252,20 @@ enum PDFTableBuilder {
         return merged
     }
 
-    /// The column under a word's centre: the one containing it, else the nearest.
+    /// The column under a word's centre: the one containing it, else the nearest. Columns are
+    /// sorted and apart, so a binary search finds it (a page may hold thousands of columns).
     static func column(of word: PDFWord, _ columns: [Span]) -> Int {
         let x = word.centerX
-        var best = 0
-        var bestDistance = Double.infinity
-        for k in columns.indices {
-            let c = columns[k]
-            let distance = x < c.x0 ? c.x0 - x : (x > c.x1 ? x - c.x1 : 0)
-            if distance < bestDistance {
-                best = k
-                bestDistance = distance
-            }
+        var low = 0
+        var high = columns.count
+        // The first column whose right edge is at or past x.
+        while low < high {
+            let mid = (low + high) / 2
+            if columns[mid].x1 < x { low = mid + 1 } else { high = mid }
         }
-        return best
+        if low == columns.count { return columns.count - 1 }
+        if x >= columns[low].x0 || low == 0 { return low }
+        return x - columns[low - 1].x1 <= columns[low].x0 - x ? low - 1 : low
     }
 
     /// Whether each phrase of the line reaches into one column only (its text may run past the
