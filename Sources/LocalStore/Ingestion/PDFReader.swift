@@ -276,7 +276,19 @@ enum PDFTableBuilder {
         let slack = max(2, line.height)
         for phrase in line.phrases {
             let e = line.extent(phrase)
-            let reached = columns.indices.filter { min(e.x1, columns[$0].x1) - max(e.x0, columns[$0].x0) > slack }
+            // The columns it overlaps by more than the slack, from the first whose right edge is
+            // past its left edge (binary search), stopping at the second.
+            var low = 0
+            var high = columns.count
+            while low < high {
+                let mid = (low + high) / 2
+                if columns[mid].x1 <= e.x0 + slack { low = mid + 1 } else { high = mid }
+            }
+            var reached: [Int] = []
+            while low < columns.count, columns[low].x0 < e.x1 - slack, reached.count < 2 {
+                if min(e.x1, columns[low].x1) - max(e.x0, columns[low].x0) > slack { reached.append(low) }
+                low += 1
+            }
             guard reached.count <= 1 else { return false }
             let k = reached.first ?? column(of: PDFWord(text: "", x0: e.x0, y0: 0, x1: e.x1, y1: 0), columns)
             guard used.insert(k).inserted else { return false }
