@@ -94,4 +94,16 @@ import Testing
         let other = words.map { PDFWord(text: "v", x0: $0.x0, y0: 120, x1: $0.x1, y1: 130) }
         #expect(throws: IngestionFailure.self) { try PDFTableBuilder.rows([PDFPageText(words: words + other, height: 800)]) }
     }
+
+    @Test func theHelperProcessOutputRoundTrips() {
+        let pages = [
+            PDFPageText(words: [PDFWord(text: "é 中", x0: 1.5, y0: 2, x1: 3.25, y1: 4), PDFWord(text: "x", x0: 0, y0: 0, x1: 1, y1: 1)], height: 842),
+            PDFPageText(words: [], height: 595.5),
+        ]
+        let decoded = PDFReaderProcess.decode(PDFReaderProcess.encode(pages))
+        #expect(decoded?.map(\.words) == pages.map(\.words))
+        #expect(decoded?.map(\.height) == [842, 595.5])
+        // A cut output is refused, not half read.
+        #expect(PDFReaderProcess.decode(PDFReaderProcess.encode(pages).dropLast(3)) == nil)
+    }
 }

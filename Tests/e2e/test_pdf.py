@@ -11,6 +11,7 @@ from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen import canvas
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from agentproc import Agent
 from conftest import all_rows, upload_and_wait
 
 HEADER = ["sku", "product name", "qty", "unit price", "delivered", "note"]
@@ -200,3 +201,17 @@ def test_progress_is_reported_while_the_pages_are_read(agent, tmp_path):
     assert percentages == sorted(percentages)
     # Reading the pages is the first half: reports come from it, page by page.
     assert len([p for p in percentages if 0 < p <= 50]) >= 2, values
+
+
+def test_a_reader_that_crashes_fails_the_upload_not_the_agent(tmp_path):
+    # PDFs are read by a process of the agent's own executable; the debug switch makes that
+    # reader die of SIGSEGV, as poppler could on a crafted file.
+    with Agent(tmp_path / "store", env={"DATASOURCE_AGENT_DEBUG_PDF_READER": "crash"}) as agent:
+        agent.initialize()
+        message = failed(agent, table_pdf(tmp_path / "t.pdf", HEADER, mixed_rows(3)))
+        assert "the PDF reader stopped on signal" in message
+        csv = tmp_path / "after.csv"
+        csv.write_text("a,b\n1,2\n")
+        result, note = upload_and_wait(agent, path=str(csv))
+        assert note["status"] == "completed"
+        assert agent.proc.poll() is None

@@ -91,7 +91,7 @@ final class IngestionPipeline {
             // Sheets and PDF tables are rows of cells already: no encoding or dialect to find.
             let empty: String
             if format == .pdf {
-                let pages = try PDFTextExtraction.pages(of: source, isCancelled: isCancelled) { [fileSize, progress] done, count in
+                let pages = try PDFReaderProcess.pages(of: source, workDirectory: workDirectory, isCancelled: isCancelled) { [fileSize, progress] done, count in
                     progress(Int64(Double(done) / Double(count) * Double(fileSize / 2)), 0)
                 }
                 let rows = try PDFTableBuilder.rows(pages)

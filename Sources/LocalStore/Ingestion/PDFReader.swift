@@ -29,7 +29,7 @@ enum PDFTextExtraction {
 
     /// `pageRead` is told after each page (done, of how many), so that a long document keeps
     /// its progress and heartbeat going.
-    static func pages(of url: URL, isCancelled: () -> Bool, pageRead: (_ done: Int, _ count: Int) -> Void) throws -> [PDFPageText] {
+    static func readPages(of url: URL, isCancelled: () -> Bool, pageRead: (_ done: Int, _ count: Int) -> Void) throws -> [PDFPageText] {
         try checkEnvelope(url)
         var opened: OpaquePointer?
         switch pdftext_open(url.path, &opened) {
