@@ -31,7 +31,10 @@ public enum PDFReaderProcess {
                 let line = "\(done) \(count)\n"
                 _ = line.withCString { write(1, $0, strlen($0)) }
             }
-            try encode(pages).write(to: URL(fileURLWithPath: output))
+            // Private like the store's other files: the words are the user's data.
+            guard FileManager.default.createFile(atPath: output, contents: encode(pages), attributes: [.posixPermissions: 0o600]) else {
+                throw IngestionFailure("cannot write the PDF's words to \(output)")
+            }
             return 0
         } catch let failure as IngestionFailure {
             FileHandle.standardError.write(Data(failure.message.utf8))
@@ -55,7 +58,12 @@ public enum PDFReaderProcess {
             try? FileManager.default.removeItem(at: errors)
         }
         var pipe: [Int32] = [0, 0]
-        guard Foundation.pipe(&pipe) == 0 else { throw IngestionFailure("cannot start the PDF reader: \(String(cString: strerror(errno)))") }
+        // Close-on-exec, so that a reader started for another upload meanwhile does not hold
+        // this one's pipe open (the dup2 onto the helper's stdout clears the flag there; a reader
+        // spawned between the two calls closes what it inherited as it starts).
+        let made = Foundation.pipe(&pipe)
+        if made == 0 { pipe.forEach { _ = fcntl($0, F_SETFD, FD_CLOEXEC) } }
+        guard made == 0 else { throw IngestionFailure("cannot start the PDF reader: \(String(cString: strerror(errno)))") }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
