@@ -42,12 +42,18 @@ let package = Package(
         ),
         // The data-source model, Claro errors, the filter language and the backend protocol.
         .target(name: "DataSourceDomain", dependencies: ["JSONKit"], swiftSettings: strict),
+        // poppler's C++ library from the system (pkg-config), and the small C++ target that
+        // reads words with their boxes from a PDF through it behind a C interface, so that the
+        // rest of the package needs neither C++ interoperability nor poppler's headers.
+        .systemLibrary(name: "CPopplerCpp", pkgConfig: "poppler-cpp", providers: [.apt(["libpoppler-cpp-dev"]), .brew(["poppler"])]),
+        .target(name: "PDFText", dependencies: ["CPopplerCpp"]),
         // The embedded store on GRDB and its ingestion pipeline.
         .target(
             name: "LocalStore",
             dependencies: [
                 "DataSourceDomain",
                 "JSONKit",
+                "PDFText",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -147,5 +153,6 @@ let package = Package(
             dependencies: ["AgentService", "JSONRPC", "DataSourceDomain", "JSONKit", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
-    ]
+    ],
+    cxxLanguageStandard: .cxx17
 )

@@ -24,7 +24,7 @@ struct DatasourceAgent: AsyncParsableCommand {
             protocol messages only. See protocol/README.md for the methods.
             """,
         version: version,
-        subcommands: [Serve.self, ServeHTTP.self, Keys.self, PrintOpenRPC.self, PrintOpenAPI.self, ProcessPending.self],
+        subcommands: [Serve.self, ServeHTTP.self, Keys.self, PrintOpenRPC.self, PrintOpenAPI.self, ProcessPending.self, PDFWords.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -185,6 +185,7 @@ struct Serve: AsyncParsableCommand {
             let local: LocalBackend
             let downloads: DownloadServer
             do {
+                PDFWords.isolatePDFReading()
                 local = try LocalBackend(root: root, logger: logger, allowedPaths: allowedPaths)
                 downloads = DownloadServer(authority: local, port: try downloadPortValue(), logger: logger)
                 local.attachDownloadServer(downloads)

@@ -13,6 +13,7 @@ struct Keys: ParsableCommand {
 
     static func openStore(_ options: StoreOptions) throws -> LocalBackend {
         let logger = try options.bootstrapLogging()
+        PDFWords.isolatePDFReading()
         return try LocalBackend(root: options.storeURL(), logger: logger)
     }
 

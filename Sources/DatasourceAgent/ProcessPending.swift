@@ -31,6 +31,7 @@ struct ProcessPending: ParsableCommand {
         let root = storeOptions.storeURL()
         guard FileManager.default.fileExists(atPath: root.path) else { return }
         // Opening the store claims and starts every orphaned source (LocalBackend.init).
+        PDFWords.isolatePDFReading()
         let backend = try LocalBackend(root: root, logger: logger)
         backend.waitForIdle()
         logger.info("pending processing finished")

@@ -100,6 +100,7 @@ struct ServeHTTP: AsyncParsableCommand {
         let root = storeOptions.storeURL()
         let local: LocalBackend
         do {
+            PDFWords.isolatePDFReading()
             local = try LocalBackend(root: root, logger: logger)
         } catch {
             logger.critical("cannot open the store at \(root.path): \(error)")

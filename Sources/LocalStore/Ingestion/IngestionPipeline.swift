@@ -23,6 +23,14 @@ enum SourceFormat: Equatable {
 
     enum SpreadsheetKind { case xlsx, ods }
 
+    /// Sheets and PDF tables: read as rows of cells, with no encoding or dialect to detect.
+    var isRowsOfCells: Bool {
+        switch self {
+        case .spreadsheet, .pdf: true
+        default: false
+        }
+    }
+
     init?(contentType: String) {
         switch contentType.lowercased().split(separator: ";").first.map({ $0.trimmingCharacters(in: .whitespaces) }) ?? "" {
         case "text/csv", "application/csv", "text/x-csv", "application/vnd.ms-excel": self = .delimited(forcedDelimiter: nil)
@@ -87,31 +95,42 @@ final class IngestionPipeline {
     private struct DoesNotFit: Error { var column: Int }
 
     func run() throws -> IngestionResult {
-        if case .pdf = format { throw IngestionFailure("PDF files cannot be read by this version of the agent yet") }
         var textURL = source
         defer { if textURL != source { try? FileManager.default.removeItem(at: textURL) } }
         let makeReader: (_ start: Int64, _ line: Int, _ width: Int?) throws -> any RecordReader
         var sample: [Record] = []
         var layout: TableLayout
         var sheets: SpreadsheetSheets?
-        if case .spreadsheet(let declared) = format {
-            var archive = try SpreadsheetArchive(url: source, format: declared == .xlsx ? "XLSX" : "ODS")
-            // The parts decide, whatever the name or content type said: an ODS file named
-            // `.xlsx` is read as ODS, and the other way round.
-            let kind: SourceFormat.SpreadsheetKind =
-                archive.entry("xl/workbook.xml") != nil ? .xlsx : archive.entry("content.xml") != nil ? .ods : declared
-            archive.format = kind == .xlsx ? "XLSX" : "ODS"
-            let workbook: any SpreadsheetWorkbook
-            switch kind {
-            case .xlsx: workbook = try XLSXWorkbook(archive: archive, sheet: options.sheet, workDirectory: workDirectory, name: output.lastPathComponent)
-            case .ods: workbook = try ODSWorkbook(archive: archive, sheet: options.sheet, workDirectory: workDirectory, name: output.lastPathComponent)
+        if format.isRowsOfCells {
+            // Sheets and PDF tables are rows of cells already: no encoding or dialect to find.
+            let empty: String
+            if case .spreadsheet(let declared) = format {
+                var archive = try SpreadsheetArchive(url: source, format: declared == .xlsx ? "XLSX" : "ODS")
+                // The parts decide, whatever the name or content type said: an ODS file named
+                // `.xlsx` is read as ODS, and the other way round.
+                let kind: SourceFormat.SpreadsheetKind =
+                    archive.entry("xl/workbook.xml") != nil ? .xlsx : archive.entry("content.xml") != nil ? .ods : declared
+                archive.format = kind == .xlsx ? "XLSX" : "ODS"
+                let workbook: any SpreadsheetWorkbook
+                switch kind {
+                case .xlsx: workbook = try XLSXWorkbook(archive: archive, sheet: options.sheet, workDirectory: workDirectory, name: output.lastPathComponent)
+                case .ods: workbook = try ODSWorkbook(archive: archive, sheet: options.sheet, workDirectory: workDirectory, name: output.lastPathComponent)
+                }
+                sheets = workbook.sheets
+                makeReader = { start, _, width in try workbook.reader(skipping: start, width: width) }
+                empty = "the sheet \"\(workbook.sheets.read)\" holds no values"
+            } else {
+                let pages = try PDFReaderProcess.pages(of: source, workDirectory: workDirectory, isCancelled: isCancelled) { [fileSize, progress] done, count in
+                    progress(Int64(Double(done) / Double(count) * Double(fileSize / 2)), 0)
+                }
+                let rows = try PDFTableBuilder.rows(pages)
+                makeReader = { [fileSize] start, _, width in PDFReader(rows: rows, fileSize: fileSize, skipping: start, width: width) }
+                empty = "the PDF holds no table rows"
             }
-            sheets = workbook.sheets
-            makeReader = { start, _, width in try workbook.reader(skipping: start, width: width) }
             var reader = try makeReader(0, 1, nil)
             var record = Record()
             while sample.count <= Self.sampleSize, try reader.next(into: &record) { sample.append(record) }
-            guard !sample.isEmpty else { throw IngestionFailure("the sheet \"\(workbook.sheets.read)\" holds no values") }
+            guard !sample.isEmpty else { throw IngestionFailure(empty) }
             // Rows end at their last value: give the sample one width for the header detection.
             let widest = sample.map(\.fieldCount).max() ?? 0
             for i in sample.indices {

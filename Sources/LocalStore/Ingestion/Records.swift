@@ -59,8 +59,8 @@ struct Record {
     }
 }
 
-/// A source of records: delimited text, JSON, JSON Lines, plain text, XLSX and ODS sheets —
-/// and, later, PDF tables, which produce records the same way.
+/// A source of records: delimited text, JSON, JSON Lines, plain text, and the rows of XLSX
+/// and ODS sheets and PDF tables.
 protocol RecordReader {
     /// Column names when the format names them (JSON keys); nil when the first record may be
     /// a header row.
