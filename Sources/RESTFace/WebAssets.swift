@@ -56,7 +56,7 @@ private let indexHtml = ##"""
       <button id="refresh" type="button" class="secondary">Refresh</button>
     </div>
     <div id="drop" class="drop">
-      <p id="drop-text">Drop CSV, TSV, JSON, XLSX or PDF files here, or choose them:</p>
+      <p id="drop-text">Drop CSV, TSV, JSON, XLSX, ODS or PDF files here, or choose them:</p>
       <label for="file-input">Upload files</label>
       <input id="file-input" type="file" multiple aria-describedby="drop-text">
     </div>
