@@ -24,7 +24,7 @@ struct DatasourceAgent: AsyncParsableCommand {
             protocol messages only. See protocol/README.md for the methods.
             """,
         version: version,
-        subcommands: [Serve.self, ServeHTTP.self, Keys.self, PrintOpenRPC.self, PrintOpenAPI.self, ProcessPending.self],
+        subcommands: [Serve.self, ServeHTTP.self, Keys.self, Check.self, PrintOpenRPC.self, PrintOpenAPI.self, ProcessPending.self],
         defaultSubcommand: Serve.self
     )
 }

@@ -1,3 +1,4 @@
+import DataSourceDomain
 import Foundation
 
 /// Where everything lives inside a store directory. One SQLite file per data source keeps
@@ -31,12 +32,44 @@ public struct StoreLayout: Sendable {
 
     public var lockFile: URL { root.appendingPathComponent(".lock") }
 
-    /// Runs `body` holding an exclusive `flock` on the store's lock file.
+    /// Runs `body` holding an exclusive `flock` on the store's lock file (creating and
+    /// migrating a store that several processes may open at once).
     func withExclusiveLock<T>(_ body: () throws -> T) throws -> T {
-        let fd = open(lockFile.path, O_RDWR | O_CREAT, 0o600)
-        guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission) }
+        try Self.withLock(lockFile, LOCK_EX, body)!
+    }
+
+    /// Held shared by an upload from its first byte written to its catalog entry, and by a
+    /// delete from its catalog entry to its last file removed; held exclusively by whoever
+    /// compares the catalog with the files (`check`, the sweep of leftovers at start), so that
+    /// neither operation is ever seen half done. A lock of its own, so that opening a store
+    /// never waits for another process's long upload.
+    public var operationsLockFile: URL { root.appendingPathComponent(".operations.lock") }
+
+    func withOperationShared<T>(_ body: () throws -> T) throws -> T {
+        try Self.withLock(operationsLockFile, LOCK_SH, body)!
+    }
+
+    func withOperationsExclusive<T>(_ body: () throws -> T) throws -> T {
+        try Self.withLock(operationsLockFile, LOCK_EX, body)!
+    }
+
+    /// Runs `body` only if no operation is under way (nil otherwise): for work that can wait
+    /// for another time.
+    func ifNoOperations<T>(_ body: () throws -> T) throws -> T? {
+        try Self.withLock(operationsLockFile, LOCK_EX | LOCK_NB, body)
+    }
+
+    /// Runs `body` holding `operation` (a `flock` operation) on `file`; nil when `LOCK_NB` was
+    /// asked and the lock is taken.
+    private static func withLock<T>(_ file: URL, _ operation: Int32, _ body: () throws -> T) throws -> T? {
+        let fd = open(file.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw DataSourceError.storeWrite(errno: errno) }
         defer { close(fd) }
-        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+        while flock(fd, operation) != 0 {
+            if errno == EINTR { continue }
+            if errno == EWOULDBLOCK { return nil }
+            throw DataSourceError.storeWrite(errno: errno)
+        }
         defer { flock(fd, LOCK_UN) }
         return try body()
     }

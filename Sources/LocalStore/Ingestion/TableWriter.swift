@@ -21,6 +21,9 @@ final class TableWriter {
         // At most 32 rows and 4,096 parameters a statement (SQLite allows 32,766).
         rowsPerStatement = max(1, min(32, 4096 / columnCount))
         try? FileManager.default.removeItem(atPath: path)
+        // Rows are the user's data: owner-only, like the originals, before SQLite opens it.
+        let created = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if created >= 0 { Foundation.close(created) }
         guard sqlite3_open_v2(path, &connection, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK else {
             throw IngestionFailure("cannot create the table file: \(lastError)")
         }
