@@ -190,8 +190,12 @@ struct Serve: AsyncParsableCommand {
                 local.attachDownloadServer(downloads)
             } catch let exit as ExitCode {
                 throw exit
+            } catch let error as StoreOpenError {
+                // Said whatever the log level: the agent is about to exit.
+                FileHandle.standardError.write(Data("datasource-agent: \(error)\n".utf8))
+                throw ExitCode.failure
             } catch {
-                logger.critical("cannot open the store at \(root.path): \(error)")
+                FileHandle.standardError.write(Data("datasource-agent: cannot open the store at \(root.path): \(error)\n".utf8))
                 throw ExitCode.failure
             }
             backendObject = local

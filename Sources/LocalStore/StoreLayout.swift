@@ -19,15 +19,33 @@ public struct StoreLayout: Sendable {
     /// never leaves half a table visible.
     public func partialTable(_ id: String) -> URL { tables.appendingPathComponent("\(id).partial.sqlite") }
 
-    /// Creates the directory tree with owner-only permissions.
+    /// Creates the directory tree with owner-only permissions, and makes sure this process may
+    /// write into it: a store that cannot be written is refused at start with the reason, not
+    /// at the first upload.
     public func create() throws {
         let fm = FileManager.default
         for directory in [root, originals, tables] {
-            if !fm.fileExists(atPath: directory.path) {
-                try fm.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            var isDirectory: ObjCBool = false
+            if fm.fileExists(atPath: directory.path, isDirectory: &isDirectory) {
+                guard isDirectory.boolValue else { throw StoreOpenError(directory, "it exists and is not a directory") }
+                continue
+            }
+            // Each missing directory on the way, owner-only, so that the failure names its cause.
+            var path = ""
+            for component in directory.standardizedFileURL.pathComponents.dropFirst() {
+                path += "/" + component
+                if mkdir(path, 0o700) != 0 && errno != EEXIST {
+                    throw StoreOpenError(directory, "it cannot be created (\(path): \(String(cString: strerror(errno))))")
+                }
             }
         }
-        try fm.setAttributes([.posixPermissions: 0o700], ofItemAtPath: root.path)
+        for directory in [root, originals, tables] where access(directory.path, W_OK | X_OK) != 0 {
+            let cause = String(cString: strerror(errno))
+            throw StoreOpenError(directory, "this process cannot write into it (\(cause))")
+        }
+        guard chmod(root.path, 0o700) == 0 else {
+            throw StoreOpenError(root, "its mode cannot be set to 0700 (\(String(cString: strerror(errno))))")
+        }
     }
 
     public var lockFile: URL { root.appendingPathComponent(".lock") }
@@ -81,5 +99,14 @@ public struct StoreLayout: Sendable {
         }
         let home = environment["HOME"].map { URL(fileURLWithPath: $0) } ?? FileManager.default.homeDirectoryForCurrentUser
         return home.appendingPathComponent(".local/share/datasource-agent", isDirectory: true)
+    }
+}
+
+/// Why a store directory cannot be used; said at start, before any request is read.
+public struct StoreOpenError: Error, CustomStringConvertible {
+    public let description: String
+
+    init(_ directory: URL, _ reason: String) {
+        description = "the store directory \(directory.path) is unusable: \(reason)"
     }
 }
