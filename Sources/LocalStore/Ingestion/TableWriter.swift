@@ -64,8 +64,16 @@ final class TableWriter {
         guard sqlite3_exec(connection, sql, nil, nil, &message) == SQLITE_OK else {
             let text = message.map { String(cString: $0) } ?? lastError
             sqlite3_free(message)
-            throw IngestionFailure("SQLite: \(text)")
+            throw failure("SQLite: \(text)")
         }
+    }
+
+    /// A failure of SQLite; a full disk is said as such, as the store's other errors do.
+    private func failure(_ text: String) -> IngestionFailure {
+        if let connection, sqlite3_errcode(connection) == SQLITE_FULL {
+            return IngestionFailure("the disk is full: the rows could not be stored")
+        }
+        return IngestionFailure(text)
     }
 
     /// Lowers SQLite's limit on the size of a value or row (tests make an insert fail with it).
@@ -78,7 +86,7 @@ final class TableWriter {
     func step(_ statement: OpaquePointer?) throws {
         let result = sqlite3_step(statement)
         sqlite3_reset(statement)
-        guard result == SQLITE_DONE else { throw IngestionFailure("SQLite insert failed: \(lastError)") }
+        guard result == SQLITE_DONE else { throw failure("SQLite insert failed: \(lastError)") }
     }
 
     /// Commits, records the processing issues, and closes; the file is then complete.
@@ -105,7 +113,11 @@ final class TableWriter {
         close()
         // The rows must be on disk before the catalog says they exist.
         let fd = open(path, O_RDONLY)
-        if fd >= 0 { fsync(fd); Foundation.close(fd) }
+        guard fd >= 0 else { throw IngestionFailure("cannot reopen the table file to sync it") }
+        defer { Foundation.close(fd) }
+        guard fsync(fd) == 0 || errno == EINVAL else {
+            throw IngestionFailure(errno == ENOSPC || errno == EDQUOT ? "the disk is full: the rows could not be stored" : "the rows could not be synced to disk")
+        }
     }
 
     private func finalizeInserts() {
