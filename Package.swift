@@ -140,7 +140,8 @@ let package = Package(
         .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC", "JSONKit"], swiftSettings: strict),
         .testTarget(name: "DataSourceDomainTests", dependencies: ["DataSourceDomain", "JSONKit"], swiftSettings: strict),
         .testTarget(
-            name: "LocalStoreTests", dependencies: ["LocalStore", "DataSourceDomain", .product(name: "GRDB", package: "GRDB.swift")],
+            name: "LocalStoreTests",
+            dependencies: ["LocalStore", "DataSourceDomain", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(name: "RESTFaceTests", dependencies: ["RESTFace", "AgentService", "JSONKit"], swiftSettings: strict),
         .testTarget(

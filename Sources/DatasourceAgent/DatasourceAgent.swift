@@ -24,7 +24,7 @@ struct DatasourceAgent: AsyncParsableCommand {
             protocol messages only. See protocol/README.md for the methods.
             """,
         version: version,
-        subcommands: [Serve.self, ServeHTTP.self, Keys.self, PrintOpenRPC.self, PrintOpenAPI.self, ProcessPending.self, PDFWords.self],
+        subcommands: [Serve.self, ServeHTTP.self, Keys.self, Check.self, PrintOpenRPC.self, PrintOpenAPI.self, ProcessPending.self, PDFWords.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -191,8 +191,12 @@ struct Serve: AsyncParsableCommand {
                 local.attachDownloadServer(downloads)
             } catch let exit as ExitCode {
                 throw exit
+            } catch let error as StoreOpenError {
+                // Said whatever the log level: the agent is about to exit.
+                FileHandle.standardError.write(Data("datasource-agent: \(error)\n".utf8))
+                throw ExitCode.failure
             } catch {
-                logger.critical("cannot open the store at \(root.path): \(error)")
+                FileHandle.standardError.write(Data("datasource-agent: cannot open the store at \(root.path): \(error)\n".utf8))
                 throw ExitCode.failure
             }
             backendObject = local

@@ -138,6 +138,10 @@ final class Catalog: Sendable {
             // Deleted metadata (names, sample values) must not linger in free pages.
             try db.execute(sql: "PRAGMA secure_delete = ON")
         }
+        // The catalog holds the keys' hashes: it is made owner-only before SQLite creates it
+        // (SQLite gives its WAL and shared-memory files the mode of the database file).
+        let created = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if created >= 0 { close(created) }
         pool = try DatabasePool(path: path, configuration: configuration)
         try Self.migrator.migrate(pool)
     }
@@ -278,24 +282,44 @@ final class Catalog: Sendable {
         }
     }
 
-    /// Moves a source out of `processing` and logs the change, in one transaction. Returns
-    /// false when the source is gone or no longer processing (deleted meanwhile).
-    func finishProcessing(_ id: DataSourceID, update: (inout DataSourceRecord) -> Void) throws -> Bool {
+    /// Moves a source out of `processing` (or, for `check --repair`, out of another status in
+    /// `from`) and logs the change, in one transaction. Returns false when the source is gone
+    /// or no longer in one of those statuses (deleted meanwhile).
+    func finishProcessing(
+        _ id: DataSourceID, from allowed: Set<DataSourceStatus> = [.processing], update: (inout DataSourceRecord) -> Void
+    ) throws -> Bool {
         try pool.write { db in
-            guard var record = try DataSourceRecord.fetchOne(db, key: id), record.status == .processing else { return false }
+            guard var record = try DataSourceRecord.fetchOne(db, key: id), allowed.contains(record.status) else { return false }
+            let previous = record.status
             update(&record)
             record.ownerPid = nil
             record.heartbeatAt = nil
             record.estimatedCompletion = nil
             try record.update(db)
-            let now = Timestamp.now().secondsSince1970
-            try StatusChangeRecord(
-                sequence: nil, datasourceId: id, previousStatus: .processing, status: record.status, committedAt: now
-            ).insert(db)
-            // The log only has to outlive the time any process takes to read it.
-            try StatusChangeRecord.filter(StatusChangeRecord.Columns.committedAt < now - Self.changeLogRetention).deleteAll(db)
+            try Self.logChange(db, id: id, from: previous, to: record.status)
             return true
         }
+    }
+
+    /// Puts a completed source whose rows were lost back to `processing` with no owner, so
+    /// that the store's crash recovery processes it again from its original (`check --repair`).
+    func requeue(_ id: DataSourceID) throws {
+        try pool.write { db in
+            guard var record = try DataSourceRecord.fetchOne(db, key: id), record.status == .completed else { return }
+            record.status = .processing
+            record.processedAt = nil
+            record.ownerPid = nil
+            record.heartbeatAt = nil
+            try record.update(db)
+            try Self.logChange(db, id: id, from: .completed, to: .processing)
+        }
+    }
+
+    private static func logChange(_ db: Database, id: DataSourceID, from previous: DataSourceStatus, to status: DataSourceStatus) throws {
+        let now = Timestamp.now().secondsSince1970
+        try StatusChangeRecord(sequence: nil, datasourceId: id, previousStatus: previous, status: status, committedAt: now).insert(db)
+        // The log only has to outlive the time any process takes to read it.
+        try StatusChangeRecord.filter(StatusChangeRecord.Columns.committedAt < now - changeLogRetention).deleteAll(db)
     }
 
     func heartbeat(_ id: DataSourceID, estimatedCompletion: Int64?) throws {

@@ -42,6 +42,9 @@ public final class LocalBackend: DataSourceBackend {
         watcher = try ChangeWatcher(catalog: catalog)
         watcher.start { [observers] change in observers.emit(change) }
         try resumeInterruptedProcessing()
+        for leftover in try StoreChecker.removeLeftovers(layout: layout, catalog: catalog) {
+            logger.info("removed \(leftover), left by an interrupted upload, load or delete")
+        }
     }
 
     // MARK: Reading
@@ -192,14 +195,18 @@ public final class LocalBackend: DataSourceBackend {
     }
 
     private func deleteNow(_ id: DataSourceID) throws -> DeleteReceipt {
-        guard try storing({ try catalog.delete(id) }) != nil else { throw DataSourceError.notFound(id.rawValue) }
-        processor.cancel(id)
-        queries.forget(id)
-        columnCache.withLock { _ = $0.removeValue(forKey: id) }
-        let fm = FileManager.default
-        for url in [layout.table(id.rawValue), layout.partialTable(id.rawValue), layout.original(id.rawValue)] {
-            for suffix in ["", "-wal", "-shm", "-journal"] {
-                try? fm.removeItem(atPath: url.path + suffix)
+        try storing {
+            try layout.withOperationShared {
+                guard try catalog.delete(id) != nil else { throw DataSourceError.notFound(id.rawValue) }
+                processor.cancel(id)
+                queries.forget(id)
+                columnCache.withLock { _ = $0.removeValue(forKey: id) }
+                let fm = FileManager.default
+                for url in [layout.table(id.rawValue), layout.partialTable(id.rawValue), layout.original(id.rawValue)] {
+                    for suffix in ["", "-wal", "-shm", "-journal"] {
+                        try? fm.removeItem(atPath: url.path + suffix)
+                    }
+                }
             }
         }
         try? catalog.checkpoint()
@@ -241,6 +248,14 @@ public final class LocalBackend: DataSourceBackend {
     }
 
     private func uploadNow(_ request: UploadRequest, progress: ProgressHandler?) throws -> DataSourceSummary {
+        let record = try storing { try layout.withOperationShared { try storeUpload(request) } }
+        startProcessing(record, progress: progress)
+        return record.summary
+    }
+
+    /// Writes the original and its catalog entry (`processing`); the operations lock is held
+    /// meanwhile, so that an original is never seen without its entry.
+    private func storeUpload(_ request: UploadRequest) throws -> DataSourceRecord {
         let id = DataSourceID.random()
         let original = layout.original(id.rawValue)
         let fileName: String
@@ -274,8 +289,7 @@ public final class LocalBackend: DataSourceBackend {
             try? FileManager.default.removeItem(at: original)
             throw error
         }
-        startProcessing(record, progress: progress)
-        return record.summary
+        return record
     }
 
     /// Writes inline content as a new original (0600, synced); a failure is a storage error.

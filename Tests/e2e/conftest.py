@@ -1,3 +1,7 @@
+import contextlib
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -5,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from agentproc import Agent  # noqa: E402
+from agentproc import Agent, agent_binary  # noqa: E402
 
 
 @pytest.fixture
@@ -65,3 +69,33 @@ def write_big_csv(path, rows):
         for i in range(rows):
             f.write(f"{i},{i * 0.25},label {i},{'yes' if i % 2 else 'no'}\n")
     return path
+
+
+@contextlib.contextmanager
+def tmpfs(mount: Path, size: str):
+    """A small file system of its own (a full disk, a read-only one). Mounting needs root;
+    where it is impossible the test is skipped, except in CI (`.ci/run` sets CI), where it
+    fails so that the test never silently stops running."""
+    mount.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mount)], capture_output=True, text=True)
+    if result.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must be able to mount a tmpfs (run as root with CAP_SYS_ADMIN): {result.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)])
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    with tmpfs(tmp_path / "tiny", "6m") as mount:
+        yield mount
+
+
+def check_store(store: Path, *args: str):
+    """Runs `datasource-agent check --store STORE ARGS`: (exit status, JSON report or None, stderr)."""
+    result = subprocess.run([agent_binary(), "check", "--store", str(store), *args], capture_output=True, text=True, timeout=300)
+    report = json.loads(result.stdout) if result.stdout.strip().startswith("{") else None
+    return result.returncode, report, result.stderr

@@ -187,20 +187,6 @@ def test_errors_never_carry_sql(agent, small):
         assert "SELECT" not in text and "sqlite" not in text.lower(), text
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True).returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail("CI must be able to mount a tmpfs for the full-disk test")
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)])
-
-
 def test_full_disk_gives_storage_error_not_internal(tiny_disk, tmp_path):
     source = write_big_csv(tmp_path / "rows.csv", 40_000)
     small = tmp_path / "small.csv"

@@ -21,6 +21,9 @@ final class TableWriter {
         // At most 32 rows and 4,096 parameters a statement (SQLite allows 32,766).
         rowsPerStatement = max(1, min(32, 4096 / columnCount))
         try? FileManager.default.removeItem(atPath: path)
+        // Rows are the user's data: owner-only, like the originals, before SQLite opens it.
+        let created = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if created >= 0 { Foundation.close(created) }
         guard sqlite3_open_v2(path, &connection, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK else {
             throw IngestionFailure("cannot create the table file: \(lastError)")
         }
@@ -61,8 +64,16 @@ final class TableWriter {
         guard sqlite3_exec(connection, sql, nil, nil, &message) == SQLITE_OK else {
             let text = message.map { String(cString: $0) } ?? lastError
             sqlite3_free(message)
-            throw IngestionFailure("SQLite: \(text)")
+            throw failure("SQLite: \(text)")
         }
+    }
+
+    /// A failure of SQLite; a full disk is said as such, as the store's other errors do.
+    private func failure(_ text: String) -> IngestionFailure {
+        if let connection, sqlite3_errcode(connection) == SQLITE_FULL {
+            return IngestionFailure("the disk is full: the rows could not be stored")
+        }
+        return IngestionFailure(text)
     }
 
     /// Lowers SQLite's limit on the size of a value or row (tests make an insert fail with it).
@@ -75,7 +86,7 @@ final class TableWriter {
     func step(_ statement: OpaquePointer?) throws {
         let result = sqlite3_step(statement)
         sqlite3_reset(statement)
-        guard result == SQLITE_DONE else { throw IngestionFailure("SQLite insert failed: \(lastError)") }
+        guard result == SQLITE_DONE else { throw failure("SQLite insert failed: \(lastError)") }
     }
 
     /// Commits, records the processing issues, and closes; the file is then complete.
@@ -102,7 +113,11 @@ final class TableWriter {
         close()
         // The rows must be on disk before the catalog says they exist.
         let fd = open(path, O_RDONLY)
-        if fd >= 0 { fsync(fd); Foundation.close(fd) }
+        guard fd >= 0 else { throw IngestionFailure("cannot reopen the table file to sync it") }
+        defer { Foundation.close(fd) }
+        guard fsync(fd) == 0 || errno == EINVAL else {
+            throw IngestionFailure(errno == ENOSPC || errno == EDQUOT ? "the disk is full: the rows could not be stored" : "the rows could not be synced to disk")
+        }
     }
 
     private func finalizeInserts() {
