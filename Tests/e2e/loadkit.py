@@ -130,6 +130,7 @@ class Windowed:
         self.errors: dict[int, int] = {}
         self.unexpected: list[dict] = []
         self.seen: set[int] = set()
+        self.notifications: dict[str, int] = {}
 
     def _send(self, method: str, params: dict) -> None:
         id = self.agent.request(method, params)
@@ -156,7 +157,8 @@ class Windowed:
             if isinstance(reply, EOFError):
                 raise EOFError(f"the agent closed stdout; stderr: {bytes(self.agent.stderr)[-2000:]!r}")
             if isinstance(reply, dict) and "method" in reply and "id" not in reply:
-                continue  # a notification
+                self.notifications[reply["method"]] = self.notifications.get(reply["method"], 0) + 1
+                continue
             id = reply.get("id") if isinstance(reply, dict) else None
             if id in self.seen:
                 self.duplicates.append(reply)
@@ -195,6 +197,7 @@ class Windowed:
             "errors": {str(k): v for k, v in sorted(self.errors.items())}, "unexpected": self.unexpected[:5],
             "p50_ms": round(percentile(every, 50) * 1000, 2), "p99_ms": round(percentile(every, 99) * 1000, 2),
             "by_method_p50_ms": {m: round(percentile(v, 50) * 1000, 2) for m, v in sorted(self.latencies.items())},
+            "notifications": self.notifications,
         }
 
 
@@ -292,8 +295,7 @@ def many_agents_one_store(store: Path, agents: int = 4, seconds: float = 60, win
                 figures.update({"by_method": counts, "rss_peak_mib": round(rss.peak_mib(), 1),
                                 "rss_first_half_peak_mib": round(rss.peak_in(0, 0.5), 1),
                                 "rss_second_half_peak_mib": round(rss.peak_in(0.5, 1), 1),
-                                "exit_code": exit_code, "stdout_garbage": len(agent.reader.garbage),
-                                "notifications": len(agent.notifications)})
+                                "exit_code": exit_code, "stdout_garbage": len(agent.reader.garbage)})
                 results[index] = figures
         except BaseException as error:  # reported by the caller, with the other agents' figures
             failures.append(error)
