@@ -113,6 +113,20 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Port of the loopback download listener; 0 = ephemeral (env DATASOURCE_AGENT_DOWNLOAD_PORT).", valueName: "PORT"))
     var downloadPort: Int?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Seconds a download-listener connection may stay idle before it is closed; default 30 (env DATASOURCE_AGENT_DOWNLOAD_IDLE_TIMEOUT).",
+        valueName: "SECONDS"))
+    var downloadIdleTimeout: Double?
+
+    func downloadIdleTimeoutValue() throws -> Duration {
+        let text = downloadIdleTimeout.map { String($0) } ?? storeOptions.environment["DATASOURCE_AGENT_DOWNLOAD_IDLE_TIMEOUT"]
+        guard let text, !text.isEmpty else { return DownloadServer.defaultIdleTimeout }
+        guard let seconds = Double(text), seconds > 0, seconds <= 86400 else {
+            throw ValidationError("--download-idle-timeout must be a number of seconds in (0, 86400] (got \(text))")
+        }
+        return .milliseconds(Int64((seconds * 1000).rounded(.up)))
+    }
+
     func downloadPortValue() throws -> Int {
         let text = downloadPort.map(String.init) ?? storeOptions.environment["DATASOURCE_AGENT_DOWNLOAD_PORT"] ?? "0"
         guard let port = Int(text), (0...65535).contains(port) else {
@@ -187,7 +201,8 @@ struct Serve: AsyncParsableCommand {
             do {
                 PDFWords.isolatePDFReading()
                 local = try LocalBackend(root: root, logger: logger, allowedPaths: allowedPaths)
-                downloads = DownloadServer(authority: local, port: try downloadPortValue(), logger: logger)
+                downloads = DownloadServer(
+                    authority: local, port: try downloadPortValue(), idleTimeout: try downloadIdleTimeoutValue(), logger: logger)
                 local.attachDownloadServer(downloads)
             } catch let exit as ExitCode {
                 throw exit

@@ -1,8 +1,10 @@
 import DataSourceDomain
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import JSONKit
 import Logging
+import NIOCore
 import ServiceLifecycle
 import Synchronization
 
@@ -14,6 +16,7 @@ import Synchronization
 public final class DownloadServer: DownloadOrigin, Service {
     private let authority: any DownloadAuthority
     private let port: Int
+    private let idleTimeout: Duration
     private let logger: Logger
     private let startRequests: AsyncStream<Void>
     private let startContinuation: AsyncStream<Void>.Continuation
@@ -26,9 +29,14 @@ public final class DownloadServer: DownloadOrigin, Service {
         case failed(reason: String)
     }
 
-    public init(authority: any DownloadAuthority, port: Int = 0, logger: Logger) {
+    /// How long a connection may stay open with no request before the listener closes it, so
+    /// that idle or half-sent connections cannot pile up.
+    public static let defaultIdleTimeout = Duration.seconds(30)
+
+    public init(authority: any DownloadAuthority, port: Int = 0, idleTimeout: Duration = defaultIdleTimeout, logger: Logger) {
         self.authority = authority
         self.port = port
+        self.idleTimeout = idleTimeout
         self.logger = logger
         (startRequests, startContinuation) = AsyncStream<Void>.makeStream()
     }
@@ -69,6 +77,7 @@ public final class DownloadServer: DownloadOrigin, Service {
         Self.addLinkRoutes(to: router, authority: authority)
         let app = Application(
             router: router,
+            server: Self.http1(idleTimeout: idleTimeout),
             configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: nil),
             onServerRunning: { [self] channel in
                 let origin = "http://127.0.0.1:\(channel.localAddress?.port ?? 0)"
@@ -112,7 +121,14 @@ public final class DownloadServer: DownloadOrigin, Service {
         }
     }
 
-    /// A signed download link's answer; the REST face serves links on its own listener too.
+    /// HTTP/1.1 that closes a connection once it has carried no request for `idleTimeout` (a
+    /// response being written or a stream being sent is not idle); the REST face uses it too.
+    public static func http1(idleTimeout: Duration) -> HTTPServerBuilder {
+        let (seconds, attoseconds) = idleTimeout.components
+        let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        return .http1(configuration: .init(idleTimeout: .nanoseconds(max(1, nanoseconds))))
+    }
+
     /// The signed download and export links, on this listener or on another server's router
     /// (the REST face serves them on its own origin).
     public static func addLinkRoutes<Context: RequestContext>(to router: Router<Context>, authority: any DownloadAuthority) {

@@ -181,7 +181,7 @@ public final class Session: Sendable {
             }
         }
         if let id {
-            dispatchRequest(id: id, method: method, params: params, sink: sink)
+            dispatchRequest(id: id, method: method, params: params, sink: sink, gate: batch?.gate)
         } else {
             batch?.skip()
             handleNotification(method: method, params: params)
@@ -196,7 +196,7 @@ public final class Session: Sendable {
         delegate?.didReceiveNotification(method: method, params: params, session: self)
     }
 
-    private func dispatchRequest(id: JSONValue, method: String, params: JSONValue?, sink: ResponseSink) {
+    private func dispatchRequest(id: JSONValue, method: String, params: JSONValue?, sink: ResponseSink, gate: BatchGate? = nil) {
         guard let delegate else {
             sink.deliver(id: id, .failure(.internalError("no service attached")))
             return
@@ -230,8 +230,12 @@ public final class Session: Sendable {
             id: id, method: method, session: self, progress: delegate.progressReporter(for: params, session: self))
         inFlightGroup.enter()
         let task = Task { [self] in
+            if let gate { await gate.enter() }
+            defer { gate?.leave() }
             let outcome: Result<RawJSON, JSONRPCError>
             do {
+                // Cancelled while it waited for its batch's turn: already answered.
+                try Task.checkCancellation()
                 outcome = .success(try await handler(params, context))
             } catch let error as JSONRPCError {
                 outcome = .failure(error)
@@ -370,6 +374,7 @@ struct ResponseSink: Sendable {
 final class BatchCollector: Sendable {
     private let state: Mutex<(remaining: Int, responses: [[UInt8]])>
     private let complete: @Sendable ([[UInt8]]) -> Void
+    let gate = BatchGate(width: BatchGate.defaultWidth)
 
     init(expected: Int, complete: @escaping @Sendable ([[UInt8]]) -> Void) {
         state = Mutex((expected, []))
@@ -386,5 +391,54 @@ final class BatchCollector: Sendable {
             return state.remaining == 0 ? state.responses : nil
         }
         if let done { complete(done) }
+    }
+}
+
+/// Lets at most `width` requests of one batch run at a time, so that a batch of thousands
+/// does not fill the store's queues ahead of the requests sent after it (a `get` behind a
+/// batch of 5,000 `list` calls waits for at most `width` of them, not all). Every element is
+/// admitted in stream order before any runs; the batch is still answered as one array.
+final class BatchGate: Sendable {
+    /// Wide enough that a batch of slow remote-backend calls still overlaps its network waits.
+    static let defaultWidth = 16
+
+    private struct State {
+        var running = 0
+        var waiting: [CheckedContinuation<Void, Never>] = []
+        var next = 0  // index of the first waiter not yet resumed
+    }
+
+    private let width: Int
+    private let state = Mutex(State())
+
+    init(width: Int) {
+        self.width = max(1, width)
+    }
+
+    func enter() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let admitted = state.withLock { state -> Bool in
+                guard state.running >= width else {
+                    state.running += 1
+                    return true
+                }
+                state.waiting.append(continuation)
+                return false
+            }
+            if admitted { continuation.resume() }
+        }
+    }
+
+    /// Hands the place to the longest waiter, if any.
+    func leave() {
+        let successor = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard state.next < state.waiting.count else {
+                state.running -= 1
+                return nil
+            }
+            defer { state.next += 1 }
+            return state.waiting[state.next]
+        }
+        successor?.resume()
     }
 }

@@ -23,16 +23,28 @@ struct DownloadSigner: Sendable {
         case invalid(reason: String)
     }
 
-    /// Signature first (constant-time), then expiry.
+    /// Signature first (constant-time), then expiry. Only the exact text `url` writes is
+    /// accepted: an expiry spelled another way (`+…`, `007`, ` 7`) or a signature with padding or
+    /// the standard alphabet's `+` and `/` is answered exactly as a tampered link is.
     func verify(method: String, path: String, query: String? = nil, expires: String?, signature: String?, now: Timestamp = .now()) -> Verdict {
-        guard let expires, let expiry = Int64(expires), let signature else {
+        guard let expires, let signature else {
             return .invalid(reason: "the link is missing its signature or expiry")
         }
+        let tampered = Verdict.invalid(reason: "the link's signature is invalid")
+        guard let expiry = Self.canonicalSeconds(expires) else { return tampered }
         guard secret.verify(Self.message(method: method, path: path, expires: expiry, query: query), signature: signature) else {
-            return .invalid(reason: "the link's signature is invalid")
+            return tampered
         }
         guard now.secondsSince1970 <= expiry else { return .invalid(reason: "the link has expired") }
         return .valid
+    }
+
+    /// Decimal digits with no sign, no leading zero and no whitespace, as `url` writes them.
+    static func canonicalSeconds(_ text: String) -> Int64? {
+        guard let first = text.utf8.first, first != UInt8(ascii: "0") || text.utf8.count == 1,
+            text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+        else { return nil }
+        return Int64(text)
     }
 
     private static func message(method: String, path: String, expires: Int64, query: String?) -> String {

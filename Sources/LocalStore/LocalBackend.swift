@@ -67,7 +67,7 @@ public final class LocalBackend: DataSourceBackend {
     }
 
     public func data(_ query: DataQuery) async throws -> DataPage {
-        try await offCooperativePool { [self] in try dataNow(query) }
+        try await offCooperativePool(on: .rows) { [self] in try dataNow(query) }
     }
 
     private func dataNow(_ query: DataQuery) throws -> DataPage {
@@ -80,8 +80,18 @@ public final class LocalBackend: DataSourceBackend {
         case .failed:
             throw DataSourceError.processingFailed(id: id, message: state.errorMessage ?? "processing failed")
         case .completed:
-            return try storing(filter: query.filter) {
-                try queries.page(query, columns: try completedColumns(id), rowCount: state.rowCount ?? 0)
+            do {
+                return try storing(filter: query.filter) {
+                    try queries.page(query, columns: try completedColumns(id), rowCount: state.rowCount ?? 0)
+                }
+            } catch {
+                // Deleted since its state was read, perhaps by another agent on the store: that
+                // is a source not found, not a failing store nor a filter SQLite would not run
+                // (the missing table's error would say either). Opening its vanished row file
+                // may have created an empty one in its place, which goes too.
+                guard try storing({ try catalog.queryState(id) }) == nil else { throw error }
+                removeRowFiles(of: id)
+                throw DataSourceError.notFound(id.rawValue)
             }
         }
     }
@@ -196,21 +206,27 @@ public final class LocalBackend: DataSourceBackend {
 
     private func deleteNow(_ id: DataSourceID) throws -> DeleteReceipt {
         try storing {
+            // Held shared so that `check` never sees a delete half done.
             try layout.withOperationShared {
                 guard try catalog.delete(id) != nil else { throw DataSourceError.notFound(id.rawValue) }
                 processor.cancel(id)
-                queries.forget(id)
-                columnCache.withLock { _ = $0.removeValue(forKey: id) }
-                let fm = FileManager.default
-                for url in [layout.table(id.rawValue), layout.partialTable(id.rawValue), layout.original(id.rawValue)] {
-                    for suffix in ["", "-wal", "-shm", "-journal"] {
-                        try? fm.removeItem(atPath: url.path + suffix)
-                    }
-                }
+                removeRowFiles(of: id)
             }
         }
         try? catalog.checkpoint()
         return DeleteReceipt(datasourceId: id, deletedAt: .now())
+    }
+
+    /// Forgets a deleted source's connections and caches and removes its files.
+    private func removeRowFiles(of id: DataSourceID) {
+        queries.forget(id)
+        columnCache.withLock { _ = $0.removeValue(forKey: id) }
+        let fm = FileManager.default
+        for url in [layout.table(id.rawValue), layout.partialTable(id.rawValue), layout.original(id.rawValue)] {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                try? fm.removeItem(atPath: url.path + suffix)
+            }
+        }
     }
 
     public func downloadLink(for id: DataSourceID, expiresIn seconds: Int) async throws -> DownloadLink {
@@ -244,7 +260,7 @@ public final class LocalBackend: DataSourceBackend {
     // MARK: Upload
 
     public func upload(_ request: UploadRequest, progress: ProgressHandler?) async throws -> DataSourceSummary {
-        try await offCooperativePool { [self] in try uploadNow(request, progress: progress) }
+        try await offCooperativePool(on: .rows) { [self] in try uploadNow(request, progress: progress) }
     }
 
     private func uploadNow(_ request: UploadRequest, progress: ProgressHandler?) throws -> DataSourceSummary {

@@ -34,6 +34,9 @@ final class QueryEngine: Sendable {
             try db.execute(sql: "PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456")
         }
         let path = layout.table(id.rawValue).path
+        // Gone since the catalog was read (deleted by another agent): opening would create an
+        // empty file in its place.
+        guard FileManager.default.fileExists(atPath: path) else { throw CocoaError(.fileNoSuchFile) }
         let queue: any DatabaseReader
         do {
             queue = try DatabasePool(path: path, configuration: configuration)

@@ -47,14 +47,26 @@ extension DataSourceError {
 }
 
 extension LocalBackend {
+    /// Which threads a blocking store operation runs on.
+    enum StoreLane {
+        /// Catalog reads and writes (list, get, delete, key checks): a millisecond each.
+        case catalog
+        /// Reading rows and copying originals: as long as the page or the file takes.
+        case rows
+    }
+
     /// SQLite calls and file copies block (a busy store for up to its 10 s timeout, a large
     /// original for as long as the copy takes); they run on these threads, never on Swift's
-    /// cooperative pool, whose few threads every other request needs.
-    private static let blockingWork = DispatchQueue(label: "datasource-agent.store", attributes: .concurrent)
+    /// cooperative pool, whose few threads every other request needs. On Linux a concurrent
+    /// queue runs only as many blocks at once as there are cores, first in first out, so
+    /// row reads and catalog lookups get queues of different QoS (libdispatch keeps one
+    /// thread pool per QoS): a `get` then never waits behind hundreds of heavy `data` pages.
+    private static let catalogWork = DispatchQueue(label: "datasource-agent.store.catalog", qos: .userInitiated, attributes: .concurrent)
+    private static let rowWork = DispatchQueue(label: "datasource-agent.store.rows", qos: .utility, attributes: .concurrent)
 
-    func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    func offCooperativePool<T: Sendable>(on lane: StoreLane = .catalog, _ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            Self.blockingWork.async { continuation.resume(with: Result { try body() }) }
+            (lane == .rows ? Self.rowWork : Self.catalogWork).async { continuation.resume(with: Result { try body() }) }
         }
     }
 

@@ -43,9 +43,24 @@ extension Data {
             .replacingOccurrences(of: "=", with: "")
     }
 
+    /// Strict: the unpadded URL-safe alphabet only (no `=`, `+`, `/`, whitespace), and only the
+    /// one spelling `base64URLEncoded` would write for these bytes, so that no second spelling
+    /// of a signature, cursor or export query is ever accepted.
     init?(base64URLEncoded text: String) {
+        guard text.utf8.count % 4 != 1, text.utf8.allSatisfy(Self.isBase64URLByte) else { return nil }
         var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while base64.count % 4 != 0 { base64 += "=" }
-        self.init(base64Encoded: base64)
+        guard let decoded = Data(base64Encoded: base64), decoded.base64URLEncoded == text else { return nil }
+        self = decoded
+    }
+
+    private static func isBase64URLByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "_"):
+            true
+        default:
+            false
+        }
     }
 }

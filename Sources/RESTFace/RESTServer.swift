@@ -144,6 +144,9 @@ public final class RESTServer: Service, DownloadOrigin {
         DownloadServer.addLinkRoutes(to: router, authority: authority)
         let app = Application(
             router: router,
+            // Idle keep-alive connections are closed as on the download listener; an open
+            // event stream is a response being written, never idle.
+            server: DownloadServer.http1(idleTimeout: DownloadServer.defaultIdleTimeout),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { [self] channel in
                 let port = channel.localAddress?.port ?? configuration.port
