@@ -30,8 +30,8 @@ public final class PostgresBackend: DataSourceBackend, Service {
     static let maxInlineBytes = 64 * 1024 * 1024
     static let chunkBytes = 1 << 20
     /// A lease not renewed for this long is taken over by another agent.
-    static let leaseSeconds: Int64 = 30
-    static let heartbeatSeconds: UInt64 = 5
+    static let leaseSeconds: Int64 = 15
+    static let heartbeatSeconds: UInt64 = 3
 
     /// Connects, creates or migrates the schema, and starts listening for status changes and
     /// taking over processing whose lease has expired.

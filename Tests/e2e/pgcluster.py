@@ -65,6 +65,10 @@ class Cluster:
         self._run(_binary("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.directory / "log"), "-w", "start")
         return self
 
+    def restart(self) -> None:
+        """Restarts the server (fast shutdown: every client connection is closed)."""
+        self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "fast", "-l", str(self.directory / "log"), "-w", "restart")
+
     def stop(self) -> None:
         try:
             self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")

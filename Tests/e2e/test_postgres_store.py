@@ -25,3 +25,86 @@ def test_upload_get_data_on_postgres(pg_url, pg_cluster):
             {"id": 3, "name": "c", "price": None, "when": "2024-01-04"}]
     db = pg_url.rsplit("/", 1)[1]
     assert pg_cluster.psql(db, "SELECT count(*) FROM datasource_agent.datasources") == "1"
+
+
+def wait_receipt(agent, id, timeout=30):
+    """The statusChanged notification for `id` and when it was read off the pipe."""
+    note = agent.wait_notification("datasources/statusChanged", lambda p: p["datasourceId"] == id, timeout=timeout)
+    return note, time.monotonic()
+
+
+def test_two_agents_share_one_database(pg_url):
+    """An upload through one agent is announced to the other (LISTEN/NOTIFY) within a second
+    of its own announcement, and both serve the same rows, with cursors from either."""
+    with Agent(pg_url) as a, Agent(pg_url) as b:
+        a.initialize()
+        b.initialize()
+        result = a.call("datasources/upload", {"fileName": "shared.csv", "content": CSV})
+        id = result["datasourceId"]
+        note_a, at_a = wait_receipt(a, id)
+        note_b, at_b = wait_receipt(b, id)
+        assert note_a == note_b and note_b["status"] == "completed" and note_b["rowCount"] == 3
+        assert abs(at_b - at_a) < 1.0
+        assert all_rows(a, id) == all_rows(b, id)
+        assert b.call("datasources/get", {"datasourceId": id}) == a.call("datasources/get", {"datasourceId": id})
+        # A cursor signed by one agent is honoured by the other: the store secret is shared.
+        page = a.call("datasources/data", {"datasourceId": id, "limit": 1, "sort": "price"})
+        rest = b.call("datasources/data", {"datasourceId": id, "limit": 5, "sort": "price", "cursor": page["pagination"]["nextCursor"]})
+        assert [r["id"] for r in page["data"] + rest["data"]] == [1, 2, 3]
+        assert b.call("datasources/delete", {"datasourceId": id})["datasourceId"] == id
+        assert a.error("datasources/get", {"datasourceId": id})["code"] == -31404
+
+
+def test_concurrent_first_starts_migrate_once(pg_url, pg_cluster):
+    """Agents started together on a new database: one creates the schema, the others wait
+    for it under the advisory lock; all of them serve."""
+    agents = [Agent(pg_url) for _ in range(4)]
+    try:
+        for agent in agents:
+            agent.initialize()
+        for agent in agents:
+            assert agent.call("datasources/list", {})["pagination"]["total"] == 0
+    finally:
+        for agent in agents:
+            agent.kill()
+    db = pg_url.rsplit("/", 1)[1]
+    assert pg_cluster.psql(db, "SELECT string_agg(version::text, ',') FROM datasource_agent.schema_migrations") == "1"
+
+
+def test_listener_reconnects_after_a_server_restart(pg_url, pg_cluster):
+    """The server restarts while agents run: they reconnect, and a change committed through
+    one afterwards reaches the other."""
+    with Agent(pg_url) as a, Agent(pg_url) as b:
+        a.initialize()
+        b.initialize()
+        pg_cluster.restart()
+        deadline = time.monotonic() + 20
+        while True:
+            reply = a.response(a.request("datasources/upload", {"fileName": "after.csv", "content": CSV}), 30)
+            if "result" in reply:
+                break
+            assert reply["error"]["data"]["code"] == "STORAGE_ERROR", reply
+            assert time.monotonic() < deadline, reply
+            time.sleep(0.2)
+        id = reply["result"]["datasourceId"]
+        note, _ = wait_receipt(b, id, timeout=30)
+        assert note["status"] == "completed"
+        assert all_rows(b, id) == all_rows(a, id)
+
+
+def test_kill_9_mid_processing_is_taken_over_by_another_agent(pg_url, tmp_path):
+    """The agent processing an upload dies (kill -9): its lease expires and another agent
+    processes the source from the original in the database, once."""
+    from conftest import write_big_csv
+    path = write_big_csv(tmp_path / "big.csv", 300_000)
+    with Agent(pg_url) as survivor:
+        survivor.initialize()
+        with Agent(pg_url) as victim:
+            victim.initialize()
+            id = victim.call("datasources/upload", {"path": str(path)})["datasourceId"]
+            time.sleep(0.3)
+            victim.kill()
+        note, _ = wait_receipt(survivor, id, timeout=90)
+        assert note["status"] == "completed" and note["rowCount"] == 300_000, note
+        page = survivor.call("datasources/data", {"datasourceId": id, "limit": 2, "sort": "id", "order": "desc"})
+        assert page["pagination"]["total"] == 300_000 and page["data"][0]["id"] == 299_999
