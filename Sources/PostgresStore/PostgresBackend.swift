@@ -28,6 +28,11 @@ public final class PostgresBackend: DataSourceBackend, Service {
     private let clientRun: Task<Void, Never>
     private let background = Mutex<[Task<Void, Never>]>([])
     static let maxInlineBytes = 64 * 1024 * 1024
+    static let startTimeoutSeconds: UInt64 = 15
+
+    struct Unreachable: Error, CustomStringConvertible {
+        var description: String
+    }
     static let chunkBytes = 1 << 20
     /// A lease not renewed for this long is taken over by another agent.
     static let leaseSeconds: Int64 = 15
@@ -39,7 +44,17 @@ public final class PostgresBackend: DataSourceBackend, Service {
         let client = PostgresClient(configuration: url.clientConfiguration(), backgroundLogger: logger)
         let run = Task { await client.run() }
         do {
-            try await Schema.migrate(client, logger: logger)
+            // The pool retries connecting forever; a store that cannot be reached at start is
+            // said plainly instead of hanging the agent.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await Schema.migrate(client, logger: logger) }
+                group.addTask {
+                    try await Task.sleep(nanoseconds: Self.startTimeoutSeconds * 1_000_000_000)
+                    throw Unreachable(description: "no answer from \(url.host):\(url.port) within \(Self.startTimeoutSeconds) s")
+                }
+                try await group.next()
+                group.cancelAll()
+            }
             var secretBytes: [UInt8] = []
             for try await buffer in try await client.query("SELECT secret FROM datasource_agent.store_secret WHERE id = 1", logger: logger).decode(ByteBuffer.self) {
                 secretBytes = Array(buffer.readableBytesView)

@@ -108,3 +108,14 @@ def test_kill_9_mid_processing_is_taken_over_by_another_agent(pg_url, tmp_path):
         assert note["status"] == "completed" and note["rowCount"] == 300_000, note
         page = survivor.call("datasources/data", {"datasourceId": id, "limit": 2, "sort": "id", "order": "desc"})
         assert page["pagination"]["total"] == 300_000 and page["data"][0]["id"] == 299_999
+
+
+def test_store_url_errors_are_said_at_start():
+    """A malformed URL is refused before anything starts (exit 64, the reason on stderr, no
+    password); an unreachable server is a clear failure, not a hang."""
+    import subprocess
+    from agentproc import agent_binary
+    bad = subprocess.run([agent_binary(), "--store", "postgres://u:hunter2@localhost/db?sslmode=sometimes"],
+                         input=b"", capture_output=True, timeout=30)
+    assert bad.returncode == 64 and b"sslmode must be one of" in bad.stderr and b"hunter2" not in bad.stderr
+    assert bad.stdout == b""
