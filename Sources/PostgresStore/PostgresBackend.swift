@@ -136,8 +136,43 @@ public final class PostgresBackend: DataSourceBackend, Service {
         }
     }
 
+    /// Resolves the sources the statement names (quoted ids, or aliases from `sources`) to
+    /// their tables and columns, then runs it read-only (`PostgresSQLQuery`).
     public func query(_ request: SQLQuery) async throws -> SQLQueryResult {
-        throw Self.notYet("datasources/query")
+        var namesByID: [DataSourceID: [String]] = [:]
+        var order: [DataSourceID] = []
+        func add(_ id: DataSourceID, name: String) {
+            if namesByID[id] == nil { order.append(id) }
+            if namesByID[id]?.contains(name) != true { namesByID[id, default: []].append(name) }
+        }
+        for quoted in PostgresSQLQuery.quotedNames(in: request.sql) {
+            if let id = DataSourceID(quoted), id.rawValue == quoted { add(id, name: quoted) }
+        }
+        for (alias, id) in request.sources {
+            if let other = namesByID.first(where: { $0.key != id && $0.value.contains { $0.lowercased() == alias.lowercased() } }) {
+                throw DataSourceError.invalidParameter(
+                    "sources.\(alias)", value: .string(id.rawValue), reason: "is also the name of \(other.key.rawValue) in the statement")
+            }
+            add(id, name: alias)
+        }
+        guard order.count <= SQLQuery.maxSources else {
+            throw SQLQuery.invalid("a query may name at most \(SQLQuery.maxSources) data sources; it names \(order.count)")
+        }
+        var sources: [PostgresSQLQuery.Source] = []
+        for id in order {
+            guard let record = try await storing({ try await catalog.record(id) }) else { throw SQLQuery.invalid("no data source \(id.rawValue)") }
+            switch record.status {
+            case .processing:
+                throw DataSourceError.processingInProgress(
+                    status: .processing, estimatedCompletion: record.estimatedCompletion.map(Timestamp.init(secondsSince1970:)))
+            case .failed:
+                throw DataSourceError.processingFailed(id: id, message: record.errorMessage ?? "processing failed")
+            case .completed:
+                sources.append(PostgresSQLQuery.Source(id: id, names: namesByID[id] ?? [], columns: record.columns ?? []))
+            }
+        }
+        let statement = PostgresSQLQuery(request: request, sources: sources)
+        return try await storing { try await statement.run(client, logger: logger) }
     }
 
     public func downloadLink(for id: DataSourceID, expiresIn seconds: Int) async throws -> DownloadLink {

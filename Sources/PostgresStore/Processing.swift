@@ -151,6 +151,14 @@ extension PostgresBackend {
                 }
             }
             try await connection.query(PostgresQuery(unsafeSQL: "ALTER TABLE \(table) ADD PRIMARY KEY (r)"), logger: logger)
+            // What `datasources/query` may read (when the store has its reader role).
+            try await connection.query(PostgresQuery(unsafeSQL: """
+                DO $$ BEGIN
+                    IF EXISTS (SELECT FROM pg_roles WHERE rolname = '\(PostgresSQLQuery.readerRole)') THEN
+                        GRANT SELECT ON \(table) TO \(PostgresSQLQuery.readerRole);
+                    END IF;
+                END $$
+                """), logger: logger)
             for (position, issue) in outcome.issues.enumerated() {
                 try await connection.query("""
                     INSERT INTO datasource_agent.processing_issues (datasource_id, position, severity, line, column_name, kind, reason)

@@ -75,6 +75,25 @@ enum Schema {
             """,
             "INSERT INTO datasource_agent.store_secret VALUES (1, decode(md5(random()::text) || md5(random()::text), 'hex'))",
         ]),
+        // The role `datasources/query` runs under: it may read the sources' tables (granted
+        // as each is published) and nothing else. Roles belong to the whole cluster, so it
+        // may exist already (another database's store); a login role that may not create
+        // roles leaves it out, and `query` then says so.
+        (2, [
+            """
+            DO $$
+            BEGIN
+                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'datasource_agent_reader') THEN
+                    CREATE ROLE datasource_agent_reader NOLOGIN;
+                END IF;
+                EXECUTE format('GRANT datasource_agent_reader TO %I', current_user);
+                GRANT USAGE ON SCHEMA datasource_agent TO datasource_agent_reader;
+            EXCEPTION WHEN insufficient_privilege OR duplicate_object OR unique_violation THEN
+                RAISE NOTICE 'datasources/query will not be available: %', SQLERRM;
+            END
+            $$
+            """,
+        ]),
     ]
 
     /// Brings the schema to the latest version (a no-op when it is there already).

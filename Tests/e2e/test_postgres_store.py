@@ -119,3 +119,59 @@ def test_store_url_errors_are_said_at_start():
                          input=b"", capture_output=True, timeout=30)
     assert bad.returncode == 64 and b"sslmode must be one of" in bad.stderr and b"hunter2" not in bad.stderr
     assert bad.stdout == b""
+
+
+SALES = "region,amount,day,paid\nnorth,10,2024-01-01,true\nsouth,5.5,2024-01-02,false\nnorth,2,2024-01-03,true\n"
+
+
+@pytest.fixture
+def pg_agent(pg_url):
+    with Agent(pg_url) as agent:
+        agent.initialize()
+        yield agent
+
+
+def sql_error(agent, params):
+    err = agent.error("datasources/query", params)
+    assert err["code"] == -32602 and err["data"]["details"]["parameter"] == "sql", err
+    return err["data"]["details"]
+
+
+def test_query_in_postgres_dialect(pg_agent):
+    id = upload_and_wait(pg_agent, fileName="sales.csv", content=SALES)[0]["datasourceId"]
+    result = pg_agent.call("datasources/query", {
+        "sql": f'SELECT region, sum(amount) AS total, max(day) AS last, bool_and(paid) AS all_paid FROM "{id}" '
+               "WHERE amount > $1 GROUP BY region ORDER BY region", "params": [1]})
+    assert result["columns"] == [{"name": "region", "type": "string"}, {"name": "total", "type": "number"},
+                                 {"name": "last", "type": "date"}, {"name": "all_paid", "type": "boolean"}]
+    assert result["rows"] == [{"region": "north", "total": 12, "last": "2024-01-03", "all_paid": True},
+                              {"region": "south", "total": 5.5, "last": "2024-01-02", "all_paid": False}]
+    assert result["rowCount"] == 2 and result["truncated"] is False
+    # Aliases, joins, limit.
+    joined = pg_agent.call("datasources/query", {
+        "sql": "SELECT a.region FROM s a JOIN s b ON a.region = b.region ORDER BY 1", "sources": {"s": id}, "limit": 3})
+    assert joined["rowCount"] == 3 and joined["truncated"] is True
+
+
+def test_query_reads_only_the_named_sources(pg_agent):
+    id = upload_and_wait(pg_agent, fileName="sales.csv", content=SALES)[0]["datasourceId"]
+    other = upload_and_wait(pg_agent, fileName="other.csv", content=SALES)[0]["datasourceId"]
+    assert "only reading" in sql_error(pg_agent, {"sql": "SELECT * FROM datasource_agent.datasources"})["reason"]
+    assert "only reading" in sql_error(pg_agent, {"sql": "SELECT * FROM datasource_agent.store_secret"})["reason"]
+    assert "not one of the named sources" in sql_error(pg_agent, {"sql": "SELECT relname FROM pg_class"})["reason"]
+    reason = sql_error(pg_agent, {"sql": f'SELECT * FROM "{id}", datasource_agent."rows_{other}"'})["reason"]
+    assert "not one of the named sources" in reason
+    for escape in [f"SELECT set_config('role', 'postgres', true) FROM \"{id}\"",
+                   f"SELECT query_to_xml('select * from datasource_agent.datasources', true, true, '')"]:
+        assert "is not allowed" in sql_error(pg_agent, {"sql": escape})["reason"]
+    for write in [f'DELETE FROM "{id}"', f'SELECT 1; DELETE FROM "{id}"', f'WITH d AS (DELETE FROM "{id}" RETURNING *) SELECT * FROM d']:
+        sql_error(pg_agent, {"sql": write})
+    assert pg_agent.call("datasources/get", {"datasourceId": id})["rowCount"] == 3
+    assert len(all_rows(pg_agent, id)) == 3
+    details = sql_error(pg_agent, {"sql": f'SELECT regionn FROM "{id}"'})
+    assert "regionn" in details["reason"] and details["offset"] == 7
+    assert "no data source" in sql_error(pg_agent, {"sql": 'SELECT * FROM "00000000-0000-4000-8000-000000000000"'})["reason"]
+    assert "timed out after 200 ms" in sql_error(pg_agent, {
+        "sql": f'SELECT count(*) FROM "{id}", generate_series(1, 100000000)', "timeoutMs": 200})["reason"]
+    err = pg_agent.error("datasources/query", {"sql": f'SELECT * FROM "{id}" WHERE region = :r', "params": {"r": "north"}})
+    assert err["data"]["details"]["parameter"] == "params"
