@@ -25,6 +25,7 @@ public final class PostgresBackend: DataSourceBackend, Service {
     let pathUploads: PathUploadPolicy
     let observers = Observers()
     let jobs = ProcessingJobs(maxConcurrent: 2)
+    let counts = FilterCounts()
     private let clientRun: Task<Void, Never>
     private let background = Mutex<[Task<Void, Never>]>([])
     static let maxInlineBytes = 64 * 1024 * 1024
@@ -131,7 +132,7 @@ public final class PostgresBackend: DataSourceBackend, Service {
         case .failed:
             throw DataSourceError.processingFailed(id: record.id, message: record.errorMessage ?? "processing failed")
         case .completed:
-            let page = RowPageQuery(query: query, columns: record.columns ?? [], rowCount: record.rowCount ?? 0, secret: secret)
+            let page = RowPageQuery(query: query, columns: record.columns ?? [], rowCount: record.rowCount ?? 0, secret: secret, counts: counts)
             return try await storing { try await page.run(client, logger: logger) }
         }
     }
@@ -217,6 +218,7 @@ public final class PostgresBackend: DataSourceBackend, Service {
             }
         }
         guard deleted else { throw DataSourceError.notFound(id.rawValue) }
+        counts.forget(id)
         return DeleteReceipt(datasourceId: id, deletedAt: .now())
     }
 

@@ -73,6 +73,7 @@ extension PostgresBackend {
         defer { try? FileManager.default.removeItem(at: staging) }
         progress?(0, "Processing")
         let fileSize = record.fileSize
+        let started = DispatchTime.now()
         let staged: Result<StagedIngestion.Outcome, StagedIngestion.Failure>
         do {
             let contentType = record.contentType
@@ -104,7 +105,9 @@ extension PostgresBackend {
             case .success(let outcome):
                 progress?(0.9, "Publishing \(outcome.rowCount) rows")
                 do {
+                    let publishing = DispatchTime.now()
                     try await publish(id, outcome: outcome, staging: staging, job: job)
+                    logger.info("processed \(id): \(outcome.rowCount) rows staged in \(Self.seconds(started, publishing)) s, published (COPY) in \(Self.seconds(publishing, .now())) s")
                 } catch let lost as Lost {
                     throw lost
                 } catch {
@@ -123,6 +126,10 @@ extension PostgresBackend {
             logger.error("could not record the outcome of processing \(id): \(String(reflecting: error))")
         }
         progress?(1, "Done")
+    }
+
+    static func seconds(_ from: DispatchTime, _ to: DispatchTime) -> String {
+        String(format: "%.2f", Double(to.uptimeNanoseconds - from.uptimeNanoseconds) / 1e9)
     }
 
     private func markFailed(_ id: DataSourceID, message: String) async throws {

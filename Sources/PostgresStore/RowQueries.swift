@@ -2,6 +2,7 @@ import DataSourceDomain
 import Foundation
 import JSONKit
 import PostgresNIO
+import Synchronization
 
 /// A source's typed table: `r` (the row's position in the file, 1-based) and one column per
 /// data column, `c0…cN`, typed as the column's type is stored.
@@ -103,6 +104,7 @@ struct RowPageQuery {
     let columns: [DataColumn]
     let rowCount: Int
     let secret: StoreSecretKey
+    let counts: FilterCounts
 
     func run(_ client: PostgresClient, logger: Logger) async throws -> DataPage {
         let names = columns.map(\.name)
@@ -149,7 +151,9 @@ struct RowPageQuery {
             guard cursor.sortValues.count == sortKeys.count else { throw PageCursor.invalid(query.cursor ?? "") }
             conditions.append(Self.beyond(sortKeys, types: sortKeys.map { columns[$0.index].type }, cursor: cursor, compiler: &compiler))
         }
-        let orderBy = (sortKeys.flatMap { ["(c\($0.index) IS NULL)", "c\($0.index) \($0.direction == .asc ? "ASC" : "DESC")"] } + ["r ASC"])
+        // `NULLS LAST` in both directions: the order `(c IS NULL), c dir` that a sort index on
+        // `(c dir NULLS LAST, r)` serves as it is.
+        let orderBy = (sortKeys.map { "c\($0.index) \($0.direction == .asc ? "ASC" : "DESC") NULLS LAST" } + ["r ASC"])
             .joined(separator: ", ")
         // One JSON array per row: PostgreSQL writes the typed values (numbers, booleans, text,
         // null) and the agent reads them with the same parser as everything else.
@@ -168,16 +172,21 @@ struct RowPageQuery {
             last = (sortKeys.map { key in values[fetched.firstIndex(of: key.index)!] }, r)
         }
         let total: Int
-        if let filterCondition {
+        let countKey = "\(query.datasourceId.rawValue)|\(filterText)"
+        if filterCondition != nil, let cached = counts.value(countKey) {
+            total = cached
+        } else if let filterCondition {
             let countSQL = "SELECT count(*) FROM \(RowTable.name(query.datasourceId)) WHERE \(filterCondition)"
             var counted = 0
             for try await count in try await client.query(PostgresQuery(unsafeSQL: countSQL, binds: filterBindings), logger: logger).decode(Int.self) {
                 counted = count
             }
             total = counted
+            counts.store(countKey, counted)
         } else {
             total = rowCount
         }
+        if sortKeys.count == 1 { Self.ensureIndex(client, id: query.datasourceId, column: sortKeys[0].index, direction: sortKeys[0].direction, logger: logger) }
         var nextCursor: String?
         if hasMore, let last {
             nextCursor = PageCursor(page: min(page, Pagination.maxPage - 1) + 1, sortValues: last.values, r: last.r).encode(scope: scope, secret: secret)
@@ -186,6 +195,31 @@ struct RowPageQuery {
             columns: returned.map { DataColumn(name: columns[$0].name, type: columns[$0].type) }, rows: rows,
             pagination: Pagination(page: page, limit: query.limit, total: total, nextCursor: nextCursor))
     }
+
+    /// Index policy, as on the local store: the first sort by a column in a direction is
+    /// answered from a scan (PostgreSQL's top-N sort) and starts building the index on
+    /// `(c dir NULLS LAST, r)` beside it, once per process; later pages use it. A build that
+    /// fails (another agent building the same one) is forgotten, so a later sort tries again.
+    static func ensureIndex(_ client: PostgresClient, id: DataSourceID, column: Int, direction: SortDirection, logger: Logger) {
+        let name = "\(RowTable.unqualifiedName(id))_c\(column)_\(direction.rawValue)"
+        let start = knownIndexes.withLock { known -> Bool in
+            guard !known.contains(name) else { return false }
+            known.insert(name)
+            return true
+        }
+        guard start else { return }
+        Task.detached(priority: .utility) {
+            do {
+                try await client.query(PostgresQuery(unsafeSQL: """
+                    CREATE INDEX IF NOT EXISTS "\(name)" ON \(RowTable.name(id)) (c\(column) \(direction == .asc ? "ASC" : "DESC") NULLS LAST, r)
+                    """), logger: logger)
+            } catch {
+                _ = knownIndexes.withLock { $0.remove(name) }
+            }
+        }
+    }
+
+    static let knownIndexes = Mutex<Set<String>>([])
 
     /// The rows after the cursor's key in the order `(c1 IS NULL), c1 dir1, …, r` (nulls last per column).
     static func beyond(
@@ -224,6 +258,25 @@ struct RowPageQuery {
         case .double(let d): return .string(ISO8601DateTime.format(d))
         default: return value
         }
+    }
+}
+
+/// Filtered counts, by source and filter text: a completed source never changes, so a count
+/// holds until the source is deleted.
+final class FilterCounts: Sendable {
+    private let cache = Mutex<[String: Int]>([:])
+
+    func value(_ key: String) -> Int? { cache.withLock { $0[key] } }
+
+    func store(_ key: String, _ count: Int) {
+        cache.withLock { cache in
+            if cache.count > 1000 { cache.removeAll() }
+            cache[key] = count
+        }
+    }
+
+    func forget(_ id: DataSourceID) {
+        cache.withLock { cache in cache = cache.filter { !$0.key.hasPrefix(id.rawValue) } }
     }
 }
 
