@@ -156,6 +156,10 @@ let package = Package(
         .testTarget(
             name: "LocalStoreTests", dependencies: ["LocalStore", "DataSourceDomain", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict),
+        .testTarget(
+            name: "PostgresStoreTests",
+            dependencies: ["PostgresStore", "DataSourceDomain", .product(name: "PostgresNIO", package: "postgres-nio")],
+            swiftSettings: strict),
         .testTarget(name: "RESTFaceTests", dependencies: ["RESTFace", "AgentService", "JSONKit"], swiftSettings: strict),
         .testTarget(
             name: "RemoteBackendTests",
