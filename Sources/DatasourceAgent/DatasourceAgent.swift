@@ -201,10 +201,12 @@ struct Serve: AsyncParsableCommand {
                     logger.critical("cannot open the PostgreSQL store \(url.redacted): \(String(reflecting: error))")
                     throw ExitCode.failure
                 }
+                let downloads = DownloadServer(authority: postgres, port: try downloadPortValue(), logger: logger)
+                postgres.attachDownloadServer(downloads)
                 backendObject = postgres
                 backendName = "postgres"
                 // First in, last out: the listener, the leases and the connections outlive the stdio session.
-                services = [.init(service: postgres)]
+                services = [.init(service: postgres), .init(service: downloads)]
                 break
             }
             let root = storeOptions.storeURL()

@@ -28,6 +28,7 @@ public final class PostgresBackend: DataSourceBackend, Service {
     let counts = FilterCounts()
     private let clientRun: Task<Void, Never>
     private let background = Mutex<[Task<Void, Never>]>([])
+    let downloadServer = Mutex<(any DownloadOrigin)?>(nil)
     static let maxInlineBytes = 64 * 1024 * 1024
     static let startTimeoutSeconds: UInt64 = 15
 
@@ -174,11 +175,6 @@ public final class PostgresBackend: DataSourceBackend, Service {
         }
         let statement = PostgresSQLQuery(request: request, sources: sources)
         return try await storing { try await statement.run(client, logger: logger) }
-    }
-
-    public func downloadLink(for id: DataSourceID, expiresIn seconds: Int) async throws -> DownloadLink {
-        guard try await storing({ try await catalog.record(id) }) != nil else { throw DataSourceError.notFound(id.rawValue) }
-        throw Self.notYet("datasources/download")
     }
 
     public func exportLink(_ query: DataQuery, format: ExportFormat, expiresIn seconds: Int) async throws -> DownloadLink {

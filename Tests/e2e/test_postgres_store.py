@@ -175,3 +175,28 @@ def test_query_reads_only_the_named_sources(pg_agent):
         "sql": f'SELECT count(*) FROM "{id}", generate_series(1, 100000000)', "timeoutMs": 200})["reason"]
     err = pg_agent.error("datasources/query", {"sql": f'SELECT * FROM "{id}" WHERE region = :r', "params": {"r": "north"}})
     assert err["data"]["details"]["parameter"] == "params"
+
+
+def test_download_links_are_served_by_any_agent_from_the_database(pg_url, tmp_path):
+    """A link made by one agent is served by another agent's listener (the secret is shared),
+    streamed from the original's 1 MiB chunks, ranges across chunk boundaries included."""
+    import urllib.parse
+    import urllib.request
+    original = b"id,text\n" + b"".join(b"%d,%s\n" % (i, b"x" * (i % 97)) for i in range(60_000))
+    assert len(original) > 3 * (1 << 20)
+    path = tmp_path / "big.csv"
+    path.write_bytes(original)
+    with Agent(pg_url) as a, Agent(pg_url) as b:
+        a.initialize()
+        b.initialize()
+        id = upload_and_wait(a, path=str(path))[0]["datasourceId"]
+        link = urllib.parse.urlsplit(a.call("datasources/download", {"datasourceId": id})["downloadUrl"])
+        other = urllib.parse.urlsplit(b.call("datasources/download", {"datasourceId": id})["downloadUrl"])
+        assert link.netloc != other.netloc
+        via_b = link._replace(netloc=other.netloc).geturl()
+        with urllib.request.urlopen(via_b, timeout=30) as response:
+            assert response.status == 200 and response.read() == original
+        start, end = (1 << 20) - 10, 2 * (1 << 20) + 10
+        request = urllib.request.Request(via_b, headers={"Range": f"bytes={start}-{end}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 206 and response.read() == original[start:end + 1]
