@@ -200,3 +200,43 @@ def test_download_links_are_served_by_any_agent_from_the_database(pg_url, tmp_pa
         request = urllib.request.Request(via_b, headers={"Range": f"bytes={start}-{end}"})
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 206 and response.read() == original[start:end + 1]
+
+
+def test_two_agents_and_serve_http_on_one_database(pg_url, tmp_path):
+    """Three processes on one database: an upload through the REST face is announced to both
+    stdio agents, and all three serve the same rows; an upload through an agent reaches the
+    REST face's event stream."""
+    import json as jsonlib
+    import threading
+    import urllib.request
+    from restproc import RestServer, http
+    with Agent(pg_url) as a, Agent(pg_url) as b, RestServer(pg_url, "--no-auth", port_file=tmp_path / "port") as rest:
+        a.initialize()
+        b.initialize()
+        import requests
+        reply = requests.post(rest.base + "/api/v2/datasources", files={"file": ("rest.csv", CSV)}, timeout=30)
+        assert reply.status_code == 201, (reply.text, rest.stderr.decode(errors="replace"))
+        uploaded = reply.json()
+        id = uploaded["datasourceId"]
+        for agent in (a, b):
+            note, _ = wait_receipt(agent, id)
+            assert note["status"] == "completed" and note["rowCount"] == 3
+        status, _, page = http("GET", rest.base + f"/api/v2/datasources/{id}/data?limit=10")
+        assert status == 200 and page["data"] == all_rows(a, id) == all_rows(b, id)
+        # The REST face's event stream hears an upload made through a stdio agent.
+        events = []
+        def listen():
+            with urllib.request.urlopen(rest.base + "/api/v2/events", timeout=30) as stream:
+                event = None
+                for line in stream:
+                    if line.startswith(b"event:"):
+                        event = line[6:].strip()
+                    elif line.startswith(b"data:") and event == b"statusChanged":
+                        events.append(jsonlib.loads(line[5:]))
+                        return
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        time.sleep(0.5)
+        second = upload_and_wait(a, fileName="second.csv", content=CSV)[0]["datasourceId"]
+        listener.join(timeout=20)
+        assert events and events[0]["datasourceId"] == second and events[0]["status"] == "completed"
