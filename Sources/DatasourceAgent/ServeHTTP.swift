@@ -160,22 +160,27 @@ struct ServeHTTP: AsyncParsableCommand {
 
 extension ServeHTTP {
     /// `serve-http --store postgres://…`: the REST face over a PostgreSQL store, beside any
-    /// number of stdio agents on the same database. Keys are not kept in the database yet,
-    /// so it runs only as `--no-auth` on a loopback address.
+    /// number of stdio agents on the same database; the same key rules as on a local store.
     func runOnPostgres(_ url: PostgresStoreURL, host: String, port: Int, logger: Logger) async throws {
-        guard noAuth else {
-            FileHandle.standardError.write(Data("""
-                Error: API keys are not kept in a PostgreSQL store yet, so serve-http on \(url.redacted) runs only with \
-                --no-auth on a loopback address.\n
-                """.utf8))
-            throw ExitCode.failure
-        }
         let postgres: PostgresBackend
         do {
             postgres = try await PostgresBackend.open(url, logger: logger)
         } catch {
             logger.critical("cannot open the PostgreSQL store \(url.redacted): \(String(reflecting: error))")
             throw ExitCode.failure
+        }
+        let keys = (try? await postgres.listKeys()) ?? []
+        if keys.isEmpty, !noAuth {
+            FileHandle.standardError.write(Data("""
+                Error: the store \(url.redacted) has no API key, so serve-http would give everyone full access. \
+                Create one (datasource-agent keys create --scope write --store \(url.redacted)), or pass --no-auth \
+                on a loopback address.\n
+                """.utf8))
+            await postgres.shutDown()
+            throw ExitCode.failure
+        }
+        if !keys.isEmpty, noAuth {
+            logger.warning("--no-auth has no effect: the store has API keys, and every request must present one")
         }
         let environment = storeOptions.environment
         let service = AgentService(

@@ -29,6 +29,8 @@ public final class PostgresBackend: DataSourceBackend, Service {
     private let clientRun: Task<Void, Never>
     private let background = Mutex<[Task<Void, Never>]>([])
     let downloadServer = Mutex<(any DownloadOrigin)?>(nil)
+    /// The API keys as last read, and when (see `grant(forKey:)`).
+    let keyCache = Mutex<(records: [KeyRecord], loadedAt: UInt64)?>(nil)
     static let maxInlineBytes = 64 * 1024 * 1024
     static let startTimeoutSeconds: UInt64 = 15
 
@@ -42,7 +44,8 @@ public final class PostgresBackend: DataSourceBackend, Service {
 
     /// Connects, creates or migrates the schema, and starts listening for status changes and
     /// taking over processing whose lease has expired.
-    public static func open(_ url: PostgresStoreURL, logger: Logger, allowedPaths: [String] = []) async throws -> PostgresBackend {
+    /// `serving: false` (the `keys` commands): no listener, no leases, no takeover.
+    public static func open(_ url: PostgresStoreURL, logger: Logger, allowedPaths: [String] = [], serving: Bool = true) async throws -> PostgresBackend {
         let client = PostgresClient(configuration: url.clientConfiguration(), backgroundLogger: logger)
         let run = Task { await client.run() }
         do {
@@ -63,7 +66,7 @@ public final class PostgresBackend: DataSourceBackend, Service {
             }
             guard secretBytes.count >= 16 else { throw DataSourceError(.storageError, details: ["reason": "the store secret is missing"]) }
             let backend = try PostgresBackend(url: url, client: client, run: run, secret: StoreSecretKey(bytes: secretBytes), logger: logger, allowedPaths: allowedPaths)
-            try await backend.start()
+            if serving { try await backend.start() }
             return backend
         } catch {
             run.cancel()
@@ -190,9 +193,6 @@ public final class PostgresBackend: DataSourceBackend, Service {
         ])
     }
 
-    /// Keys are not kept in the database yet: a PostgreSQL store is open to whoever can reach
-    /// it, as a local store with no keys is (the database's own roles guard it).
-    public func grant(forKey key: String?) async throws -> Grant { .open }
 
     // MARK: Deleting
 

@@ -94,6 +94,19 @@ enum Schema {
             $$
             """,
         ]),
+        // API keys (§10): only each key's SHA-256 is kept.
+        (3, [
+            """
+            CREATE TABLE datasource_agent.api_keys (
+                id text PRIMARY KEY,
+                name text,
+                scope text NOT NULL CHECK (scope IN ('read', 'write')),
+                key_hash text NOT NULL UNIQUE,
+                created_at bigint NOT NULL,
+                last_used_at bigint
+            )
+            """,
+        ]),
     ]
 
     /// Brings the schema to the latest version (a no-op when it is there already).
