@@ -180,19 +180,6 @@ public final class PostgresBackend: DataSourceBackend, Service {
         return try await storing { try await statement.run(client, logger: logger) }
     }
 
-    public func exportLink(_ query: DataQuery, format: ExportFormat, expiresIn seconds: Int) async throws -> DownloadLink {
-        guard try await storing({ try await catalog.record(query.datasourceId) }) != nil else { throw DataSourceError.notFound(query.datasourceId.rawValue) }
-        throw Self.notYet("datasources/export")
-    }
-
-    /// A method this store does not serve yet, said plainly (NOT_SUPPORTED, as the remote
-    /// backend says of a server that lacks an endpoint).
-    static func notYet(_ method: String) -> DataSourceError {
-        DataSourceError(.notSupported, details: [
-            "method": .string(method), "reason": .string("\(method) is not available on a PostgreSQL store in this version"),
-        ])
-    }
-
 
     // MARK: Deleting
 
