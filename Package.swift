@@ -29,6 +29,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+        .package(url: "https://github.com/vapor/postgres-nio", exact: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.29.0"),
     ],
     targets: [
         // JSON values, a strict byte-level parser and a fast writer; shared by every layer.
@@ -61,6 +63,23 @@ let package = Package(
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],
             swiftSettings: strictStore
+        ),
+        // The store on PostgreSQL (SPEC §12): catalog, originals, typed tables, leases and
+        // LISTEN/NOTIFY on postgres-nio; ingestion through LocalStore's shared pipeline.
+        .target(
+            name: "PostgresStore",
+            dependencies: [
+                "DataSourceDomain",
+                "JSONKit",
+                "LocalStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
         ),
         // The loopback HTTP listener that serves signed download links.
         .target(
@@ -127,6 +146,7 @@ let package = Package(
                 "JSONRPC",
                 "DataSourceDomain",
                 "LocalStore",
+                "PostgresStore",
                 "RemoteBackend",
                 "DownloadListener",
                 "AgentService",
@@ -144,6 +164,10 @@ let package = Package(
         .testTarget(
             name: "LocalStoreTests",
             dependencies: ["LocalStore", "DataSourceDomain", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "PostgresStoreTests",
+            dependencies: ["PostgresStore", "DataSourceDomain", .product(name: "PostgresNIO", package: "postgres-nio")],
             swiftSettings: strict),
         .testTarget(name: "RESTFaceTests", dependencies: ["RESTFace", "AgentService", "JSONKit"], swiftSettings: strict),
         .testTarget(

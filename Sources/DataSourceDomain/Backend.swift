@@ -76,16 +76,23 @@ public struct ObserverToken: Sendable, Hashable {
 
 /// An original file a download link may serve.
 public struct DownloadableFile: Sendable {
+    /// Reads the bytes of a range of the original, in order, chunk by chunk.
+    public typealias RangeReader = @Sendable (_ range: ClosedRange<Int>) -> AsyncThrowingStream<[UInt8], any Error>
+
     public var path: String
     public var fileName: String
     public var contentType: String
     public var size: Int64
+    /// Where the bytes come from when they are not a file of this machine (the originals of a
+    /// PostgreSQL store): streamed, never loaded whole. nil: the file at `path`.
+    public var reader: RangeReader?
 
-    public init(path: String, fileName: String, contentType: String, size: Int64) {
+    public init(path: String, fileName: String, contentType: String, size: Int64, reader: RangeReader? = nil) {
         self.path = path
         self.fileName = fileName
         self.contentType = contentType
         self.size = size
+        self.reader = reader
     }
 }
 
@@ -123,7 +130,8 @@ public enum DownloadLinkShape {
 
 /// Decides whether a signed download request may be served, and what it serves.
 public protocol DownloadAuthority: Sendable {
-    func authorize(method: String, path: String, expires: String?, signature: String?) -> DownloadAuthorization
+    /// Async: a store in a database looks the source up before the answer's status is known.
+    func authorize(method: String, path: String, expires: String?, signature: String?) async -> DownloadAuthorization
     func authorizeExport(path: String, query: String?, expires: String?, signature: String?) async -> ExportAuthorization
 }
 

@@ -7,6 +7,7 @@ import JSONKit
 import JSONRPC
 import LocalStore
 import Logging
+import PostgresStore
 import RemoteBackend
 import ServiceLifecycle
 import Synchronization
@@ -45,6 +46,16 @@ struct StoreOptions: ParsableArguments {
     var logLevel: String?
 
     var environment: [String: String] { ProcessInfo.processInfo.environment }
+
+    /// `--store postgres://…` (or the same in DATASOURCE_AGENT_STORE): the PostgreSQL store (§12).
+    func postgresURL() throws -> PostgresStoreURL? {
+        guard let text = store ?? environment["DATASOURCE_AGENT_STORE"], PostgresStoreURL.isPostgresURL(text) else { return nil }
+        do {
+            return try PostgresStoreURL(text, environment: environment)
+        } catch {
+            throw ValidationError("--store: \(error)")
+        }
+    }
 
     func storeURL() -> URL {
         if let store = store ?? environment["DATASOURCE_AGENT_STORE"], !store.isEmpty {
@@ -192,9 +203,26 @@ struct Serve: AsyncParsableCommand {
         }
         let maxMessageBytes = try maxMessageBytesValue()
         let backendObject: any DataSourceBackend
+        var backendName = kind.rawValue
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         switch kind {
         case .local:
+            if let url = try storeOptions.postgresURL() {
+                let postgres: PostgresBackend
+                do {
+                    postgres = try await PostgresBackend.open(url, logger: logger, allowedPaths: allowedPaths)
+                } catch {
+                    logger.critical("cannot open the PostgreSQL store \(url.redacted): \(String(reflecting: error))")
+                    throw ExitCode.failure
+                }
+                let downloads = DownloadServer(authority: postgres, port: try downloadPortValue(), logger: logger)
+                postgres.attachDownloadServer(downloads)
+                backendObject = postgres
+                backendName = "postgres"
+                // First in, last out: the listener, the leases and the connections outlive the stdio session.
+                services = [.init(service: postgres), .init(service: downloads)]
+                break
+            }
             let root = storeOptions.storeURL()
             let local: LocalBackend
             let downloads: DownloadServer
@@ -229,12 +257,12 @@ struct Serve: AsyncParsableCommand {
         let service = AgentService(
             backend: backendObject,
             configuration: ServiceConfiguration(
-                version: DatasourceAgent.version, backendName: kind.rawValue, readOnly: readOnlyValue,
+                version: DatasourceAgent.version, backendName: backendName, readOnly: readOnlyValue,
                 debugMethods: environment["DATASOURCE_AGENT_DEBUG_METHODS"] == "1",
                 apiKey: environment["DATASOURCE_AGENT_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }),
             logger: logger)
         let stdio = StdioService(server: StdioServer(maxMessageBytes: maxMessageBytes, logger: logger), service: service)
-        logger.info("serving on stdio", metadata: ["store": "\(storeOptions.storeURL().path)", "backend": "\(kind.rawValue)"])
+        logger.info("serving on stdio", metadata: ["backend": "\(backendName)"])
         // One root for everything that runs: the group shuts down in reverse order, so the
         // stdio session drains first (it may still need the listener and the watcher), and
         // unfinished processing is handed on last.

@@ -3,21 +3,35 @@ import DataSourceDomain
 import Foundation
 import JSONKit
 import LocalStore
+import PostgresStore
 
 /// `keys create|list|revoke` (§10): API keys of a store. Once a store has a key, every
 /// session must present one (`initializationOptions.apiKey` or `DATASOURCE_AGENT_API_KEY`).
-struct Keys: ParsableCommand {
+struct Keys: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage the API keys of a store (once it has one, every session must present a key).",
         subcommands: [Create.self, List.self, Revoke.self])
 
-    static func openStore(_ options: StoreOptions) throws -> LocalBackend {
+    /// The store's keys, in a directory or in a PostgreSQL database; `body` runs, then the
+    /// store is closed.
+    static func withStore<T>(_ options: StoreOptions, _ body: (any KeyManager) async throws -> T) async throws -> T {
         let logger = try options.bootstrapLogging()
+        if let url = try options.postgresURL() {
+            let store = try await PostgresBackend.open(url, logger: logger, serving: false)
+            do {
+                let result = try await body(store)
+                await store.shutDown()
+                return result
+            } catch {
+                await store.shutDown()
+                throw error
+            }
+        }
         PDFWords.isolatePDFReading()
-        return try LocalBackend(root: options.storeURL(), logger: logger)
+        return try await body(try LocalBackend(root: options.storeURL(), logger: logger))
     }
 
-    struct Create: ParsableCommand {
+    struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Make a key and print it, once, alone on stdout (only its hash is stored).")
         @OptionGroup var storeOptions: StoreOptions
         @Option(name: .long, help: ArgumentHelp("read (every method that only reads) or write (also upload and delete).", valueName: "SCOPE"))
@@ -25,13 +39,13 @@ struct Keys: ParsableCommand {
         @Option(name: .long, help: "A name to recognise the key by in keys list.")
         var name: String?
 
-        func run() throws {
-            let (_, key) = try Keys.openStore(storeOptions).createKey(scope: scope, name: name)
+        func run() async throws {
+            let (_, key) = try await Keys.withStore(storeOptions) { try await $0.createKey(scope: scope, name: name) }
             print(key)
         }
     }
 
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the keys: a JSON array of {id, name, scope, createdAt, lastUsedAt}.")
         @OptionGroup var storeOptions: StoreOptions
         @Option(name: .long, help: "json (default) or table.")
@@ -41,8 +55,8 @@ struct Keys: ParsableCommand {
             guard ["json", "table"].contains(format) else { throw ValidationError("--format must be json or table") }
         }
 
-        func run() throws {
-            let keys = try Keys.openStore(storeOptions).listKeys()
+        func run() async throws {
+            let keys = try await Keys.withStore(storeOptions) { try await $0.listKeys() }
             if format == "json" {
                 print(String(decoding: JSONValue.array(keys.map(\.json)).prettyPrinted(indent: 2), as: UTF8.self))
                 return
@@ -57,14 +71,14 @@ struct Keys: ParsableCommand {
         }
     }
 
-    struct Revoke: ParsableCommand {
+    struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a key; sessions using it are refused from their next request on.")
         @OptionGroup var storeOptions: StoreOptions
         @Argument(help: "The key's id, as keys list shows it.")
         var id: String
 
-        func run() throws {
-            guard try Keys.openStore(storeOptions).revokeKey(id: id) else {
+        func run() async throws {
+            guard try await Keys.withStore(storeOptions, { try await $0.revokeKey(id: id) }) else {
                 FileHandle.standardError.write(Data("no key with id \(id)\n".utf8))
                 throw ExitCode.failure
             }
@@ -73,3 +87,13 @@ struct Keys: ParsableCommand {
 }
 
 extension KeyScope: ExpressibleByArgument {}
+
+/// What the `keys` commands need of a store, local or on PostgreSQL.
+protocol KeyManager {
+    func createKey(scope: KeyScope, name: String?) async throws -> (info: APIKeyInfo, key: String)
+    func listKeys() async throws -> [APIKeyInfo]
+    func revokeKey(id: String) async throws -> Bool
+}
+
+extension LocalBackend: KeyManager {}
+extension PostgresBackend: KeyManager {}

@@ -5,6 +5,7 @@ import Foundation
 import JSONKit
 import LocalStore
 import Logging
+import PostgresStore
 import RESTFace
 import ServiceLifecycle
 import UnixSignals
@@ -97,6 +98,10 @@ struct ServeHTTP: AsyncParsableCommand {
                 """.utf8))
             throw ExitCode.validationFailure
         }
+        if let url = try storeOptions.postgresURL() {
+            try await runOnPostgres(url, host: host, port: port, logger: logger)
+            return
+        }
         let root = storeOptions.storeURL()
         let local: LocalBackend
         do {
@@ -143,6 +148,61 @@ struct ServeHTTP: AsyncParsableCommand {
                 .init(service: ChangeWatching(backend: local)),
                 .init(service: rest, successTerminationBehavior: .gracefullyShutdownGroup),
             ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            FileHandle.standardError.write(Data("Error: serve-http stopped: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+}
+
+extension ServeHTTP {
+    /// `serve-http --store postgres://…`: the REST face over a PostgreSQL store, beside any
+    /// number of stdio agents on the same database; the same key rules as on a local store.
+    func runOnPostgres(_ url: PostgresStoreURL, host: String, port: Int, logger: Logger) async throws {
+        let postgres: PostgresBackend
+        do {
+            postgres = try await PostgresBackend.open(url, logger: logger)
+        } catch {
+            logger.critical("cannot open the PostgreSQL store \(url.redacted): \(String(reflecting: error))")
+            throw ExitCode.failure
+        }
+        let keys = (try? await postgres.listKeys()) ?? []
+        if keys.isEmpty, !noAuth {
+            FileHandle.standardError.write(Data("""
+                Error: the store \(url.redacted) has no API key, so serve-http would give everyone full access. \
+                Create one (datasource-agent keys create --scope write --store \(url.redacted)), or pass --no-auth \
+                on a loopback address.\n
+                """.utf8))
+            await postgres.shutDown()
+            throw ExitCode.failure
+        }
+        if !keys.isEmpty, noAuth {
+            logger.warning("--no-auth has no effect: the store has API keys, and every request must present one")
+        }
+        let environment = storeOptions.environment
+        let service = AgentService(
+            backend: postgres,
+            configuration: ServiceConfiguration(
+                version: DatasourceAgent.version, backendName: "postgres", readOnly: readOnlyValue,
+                debugMethods: environment["DATASOURCE_AGENT_DEBUG_METHODS"] == "1"),
+            logger: logger)
+        let rest = RESTServer(
+            service: service, authority: postgres,
+            configuration: RESTServer.Configuration(
+                host: host, port: port, publicURL: publicURL, rateLimit: rateLimit, maxUploadBytes: maxUploadBytes,
+                portFile: portFile, version: DatasourceAgent.version,
+                eventsHeartbeat: Self.milliseconds(environment["DATASOURCE_AGENT_EVENTS_HEARTBEAT_MS"]) ?? .seconds(15),
+                eventsTokenLifetime: Self.milliseconds(environment["DATASOURCE_AGENT_EVENTS_TOKEN_TTL_MS"]) ?? .seconds(60)),
+            logger: logger)
+        postgres.attachDownloadServer(rest)
+        // The store first, so it stops last: the REST listener drains its requests before
+        // the leases are given up and the connections close.
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: postgres), .init(service: rest, successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         do {

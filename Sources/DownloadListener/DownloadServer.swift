@@ -147,7 +147,7 @@ public final class DownloadServer: DownloadOrigin, Service {
         _ request: Request, context: Context, authority: any DownloadAuthority, headOnly: Bool
     ) async throws -> Response {
         let query = request.uri.queryParameters
-        let decision = authority.authorize(
+        let decision = await authority.authorize(
             method: "GET", path: request.uri.path,
             expires: query.get(DownloadLinkShape.expiresParameter), signature: query.get(DownloadLinkShape.signatureParameter))
         switch decision {
@@ -209,6 +209,9 @@ public final class DownloadServer: DownloadOrigin, Service {
         headers[.contentLength] = String(length)
         guard !headOnly, let range else {
             return Response(status: status, headers: headers, body: ResponseBody())
+        }
+        if let reader = file.reader {
+            return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: reader(range).map { ByteBuffer(bytes: $0) }))
         }
         let body = try await FileIO().loadFile(path: file.path, range: range, context: context)
         return Response(status: status, headers: headers, body: body)

@@ -47,17 +47,18 @@ extension LocalBackend {
     }
 }
 
-/// An export's query, as it travels in its link (base64url JSON).
-struct ExportSpec: Sendable {
-    var query: DataQuery
-    var format: ExportFormat
+/// An export's query, as it travels in its link (base64url JSON); shared by every store that
+/// serves exports.
+public struct ExportSpec: Sendable {
+    public var query: DataQuery
+    public var format: ExportFormat
 
-    init(query: DataQuery, format: ExportFormat) {
+    public init(query: DataQuery, format: ExportFormat) {
         self.query = query
         self.format = format
     }
 
-    var encoded: String {
+    public var encoded: String {
         var object: JSONObject = [
             "f": .string(format.rawValue),
             "s": .array(query.keys.map { ["c": .string($0.column), "d": .string($0.direction.rawValue)] }),
@@ -67,7 +68,7 @@ struct ExportSpec: Sendable {
         return Data(JSONValue.object(object).serialized()).base64URLEncoded
     }
 
-    init?(encoded: String, id: DataSourceID) {
+    public init?(encoded: String, id: DataSourceID) {
         guard let data = Data(base64URLEncoded: encoded), let object = try? JSONParser.parse(Array(data)),
             let format = object["f"]?.stringValue.flatMap(ExportFormat.init(rawValue:)), case .array(let sort)? = object["s"]
         else { return nil }
@@ -84,24 +85,25 @@ struct ExportSpec: Sendable {
     }
 
     /// `products.csv` exported as JSON Lines is `products.jsonl`.
-    func fileName(for original: String) -> String {
+    public func fileName(for original: String) -> String {
         let base = (original as NSString).deletingPathExtension
         return (base.isEmpty ? original : base) + "." + format.rawValue
     }
 }
 
-/// Reads an export's pages one after another, each written as one chunk.
-final class ExportPages: Sendable {
-    private let backend: LocalBackend
+/// Reads an export's pages one after another, each written as one chunk: any backend's
+/// `data`, page by page by cursor.
+public final class ExportPages: Sendable {
+    private let backend: any DataSourceBackend
     private let spec: ExportSpec
     private let state = Mutex<(cursor: String?, started: Bool, done: Bool)>((nil, false, false))
 
-    init(backend: LocalBackend, spec: ExportSpec) {
+    public init(backend: any DataSourceBackend, spec: ExportSpec) {
         self.backend = backend
         self.spec = spec
     }
 
-    func next() async throws -> [UInt8]? {
+    public func next() async throws -> [UInt8]? {
         let (cursor, started, done) = state.withLock { ($0.cursor, $0.started, $0.done) }
         guard !done else { return nil }
         var query = spec.query

@@ -31,7 +31,7 @@ public struct PathUploadPolicy: Sendable {
 
     /// Copies the regular file at `path` to `destination` (created 0600, never existing
     /// before), returning the name the user gave it.
-    func copy(from path: String, to destination: URL) throws -> String {
+    public func copy(from path: String, to destination: URL) throws -> String {
         func invalid(_ reason: String) -> DataSourceError {
             DataSourceError.invalidParameter("path", value: .string(path), reason: reason)
         }

@@ -10,11 +10,41 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from agentproc import Agent, agent_binary  # noqa: E402
+import pgcluster  # noqa: E402
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     return tmp_path / "store"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One PostgreSQL cluster for the whole run. Outside CI, a machine without PostgreSQL
+    skips the tests that need it; in CI (`CI` set) its absence fails them."""
+    if not pgcluster.available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed (scripts/test installs it)")
+        pytest.skip("PostgreSQL is not installed")
+    cluster = pgcluster.Cluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:
+    """A fresh, empty database of the run's cluster, as a `--store` URL."""
+    return pg_cluster.url(pg_cluster.fresh_database())
+
+
+@pytest.fixture(params=["local", "postgres"])
+def any_store(request, tmp_path: Path):
+    """The store a store-generic test runs against: a local directory, then a PostgreSQL
+    database. A module makes its tests store-generic with `store = any_store` overriding
+    `store` (`@pytest.fixture def store(any_store): return any_store`)."""
+    if request.param == "local":
+        return tmp_path / "store"
+    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture

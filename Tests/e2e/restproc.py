@@ -26,8 +26,10 @@ def create_key(store: Path, scope: str, name: str | None = None) -> str:
 class RestServer:
     """serve-http on 127.0.0.1:0; `base` is its origin once it listens."""
 
-    def __init__(self, store: Path, *args: str, listen: str = "127.0.0.1:0", env: dict | None = None):
-        self.port_file = Path(str(store) + ".port")
+    def __init__(self, store: Path | str, *args: str, listen: str = "127.0.0.1:0", env: dict | None = None,
+                 port_file: Path | None = None):
+        # A PostgreSQL store (a URL) names no directory to put the port file beside: the caller gives one.
+        self.port_file = port_file or Path(str(store) + ".port")
         self.port_file.unlink(missing_ok=True)
         full_env = dict(os.environ)
         full_env.update(env or {})

@@ -1,6 +1,15 @@
 """Any date-time ingestion accepts is writable as a filter literal, and a value exactly as
 `data` returns it, written back as a literal, matches its row (one shared ISO 8601 reader)."""
+import pytest
+
 from conftest import all_rows, upload_and_wait
+
+
+@pytest.fixture
+def store(any_store):
+    """Both stores: a local directory and a PostgreSQL database (§12)."""
+    return any_store
+
 
 FORMS = [
     "2024-03-14T15:30:00Z",

@@ -1,4 +1,5 @@
-"""Signed download links over real HTTP (§4 download)."""
+"""Signed download links over real HTTP (§4 download), on both stores: a local directory
+and a PostgreSQL database (§12), whose originals are streamed from the database."""
 import time
 import urllib.error
 import urllib.parse
@@ -18,6 +19,11 @@ def fetch(url, method="GET", headers=None):
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
+
+
+@pytest.fixture
+def store(any_store):
+    return any_store
 
 
 @pytest.fixture

@@ -10,6 +10,12 @@ import pytest
 
 from conftest import all_rows, upload_and_wait, write_big_csv
 
+
+@pytest.fixture
+def store(any_store):
+    """Both stores: a local directory and a PostgreSQL database (§12)."""
+    return any_store
+
 CONTENT = (
     'sku,name,price,in_stock,released,note\n'
     'A1,"Widget, large","$1,234.50",yes,2024-01-02,"said ""hi"""\n'

@@ -1,4 +1,5 @@
-"""API keys (§10): keys create/list/revoke, and what a session may do with and without one."""
+"""API keys (§10): keys create/list/revoke, and what a session may do with and without one,
+on both stores: a local directory and a PostgreSQL database (§12)."""
 import json
 import subprocess
 import time
@@ -8,6 +9,11 @@ import pytest
 from agentproc import Agent, agent_binary
 
 SMALL = "a,b\n1,2\n"
+
+
+@pytest.fixture
+def store(any_store):
+    return any_store
 
 
 def keys(store, *args, check=True):
@@ -32,7 +38,7 @@ def test_no_keys_means_full_access(store):
         assert code(agent, "datasources/upload", {"fileName": "a.csv", "content": SMALL}) == "ok"
 
 
-def test_keys_create_list_revoke_and_scopes(store):
+def test_keys_create_list_revoke_and_scopes(store, request):
     write = keys(store, "create", "--scope", "write", "--name", "ci").stdout
     assert write.count("\n") == 1 and write.startswith("dsa_")
     write = write.strip()
@@ -40,9 +46,14 @@ def test_keys_create_list_revoke_and_scopes(store):
     listed = json.loads(keys(store, "list").stdout)
     assert [(k["name"], k["scope"], k["lastUsedAt"]) for k in listed] == [("ci", "write", None), (None, "read", None)]
     assert set(listed[0]) == {"id", "name", "scope", "createdAt", "lastUsedAt"}
-    for path in (store / "catalog.sqlite", store / "catalog.sqlite-wal"):
-        if path.exists():
-            assert write.encode() not in path.read_bytes(), "only the key's hash may be stored"
+    if isinstance(store, str):
+        cluster = request.getfixturevalue("pg_cluster")
+        stored = cluster.psql(store.rsplit("/", 1)[1], "SELECT string_agg(key_hash, ' ') FROM datasource_agent.api_keys")
+        assert len(stored.split()) == 2 and write not in stored, "only the key's hash may be stored"
+    else:
+        for path in (store / "catalog.sqlite", store / "catalog.sqlite-wal"):
+            if path.exists():
+                assert write.encode() not in path.read_bytes(), "only the key's hash may be stored"
 
     with session(store) as anonymous:
         error = anonymous.error("datasources/list", {})

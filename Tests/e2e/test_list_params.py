@@ -4,6 +4,12 @@ import uuid
 import pytest
 
 
+@pytest.fixture
+def store(any_store):
+    """Both stores: a local directory and a PostgreSQL database (§12)."""
+    return any_store
+
+
 def invalid(agent, method, params):
     err = agent.error(method, params)
     assert err["code"] == -32602, err

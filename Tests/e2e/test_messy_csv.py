@@ -8,6 +8,13 @@ import csv_corpus
 from conftest import all_rows, upload_and_wait
 from schema_check import validate_result
 
+
+@pytest.fixture
+def store(any_store):
+    """Both stores: a local directory and a PostgreSQL database (§12)."""
+    return any_store
+
+
 EXACT_KINDS = {
     "clean", "delimiter", "quote_char", "header_extra_field", "header_missing_field", "header_stray_quote",
     "header_other_delimiter", "header_only", "preamble", "multirow_header", "multiple_tables", "no_header",

@@ -1,4 +1,5 @@
-"""Upload and processing (§4 upload, §5, §8): formats, dialects, encodings, cleaning, failures."""
+"""Upload and processing (§4 upload, §5, §8): formats, dialects, encodings, cleaning, failures,
+on both stores: a local directory and a PostgreSQL database (§12)."""
 import base64
 import json
 import os
@@ -12,6 +13,11 @@ from conftest import all_rows, upload_and_wait, write_big_csv
 SPECTRUM = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "csv-spectrum"
 if not SPECTRUM.exists():
     SPECTRUM = Path(__file__).resolve().parents[2] / ".." / "shared" / "testdata" / "csv-spectrum"
+
+
+@pytest.fixture
+def store(any_store):
+    return any_store
 
 
 def inline(agent, name, text, **extra):
@@ -391,10 +397,18 @@ def test_inline_content_over_64_mib_rejected(store):
         assert err["code"] == -32602 and err["data"]["details"]["parameter"] == "content"
 
 
-def test_original_kept_in_store(agent, store, tmp_path):
+def test_original_kept_in_store(agent, store, tmp_path, request):
     path = tmp_path / "keep.csv"
     path.write_text("a\n1\n")
     result, note = upload_and_wait(agent, path=str(path))
+    if isinstance(store, str):
+        # PostgreSQL: the original's chunks, in the database.
+        cluster = request.getfixturevalue("pg_cluster")
+        kept = cluster.psql(store.rsplit("/", 1)[1], "SELECT encode(string_agg(bytes, ''::bytea ORDER BY chunk), 'hex') "
+                            f"FROM datasource_agent.originals WHERE datasource_id = '{result['datasourceId']}'")
+        assert bytes.fromhex(kept) == b"a\n1\n"
+        assert result["fileSize"] == 4 and result["fileName"] == "keep.csv"
+        return
     original = store / "originals" / result["datasourceId"]
     assert original.read_bytes() == b"a\n1\n"
     assert oct(os.stat(original).st_mode & 0o777) == "0o600"

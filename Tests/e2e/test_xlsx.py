@@ -9,6 +9,12 @@ import pytest
 from conftest import all_rows, upload_and_wait
 
 
+@pytest.fixture
+def store(any_store):
+    """Both stores: a local directory and a PostgreSQL database (§12)."""
+    return any_store
+
+
 def save(wb, path):
     wb.save(path)
     return str(path)

@@ -1,0 +1,242 @@
+"""The PostgreSQL store (SPEC §12): what only a shared database can show. The store-generic
+expectations (upload, list, get, data, filters, sorts, cursors, delete, errors) run against
+both stores in the modules that override `store` with `any_store`."""
+import time
+
+import pytest
+
+from agentproc import Agent
+from conftest import all_rows, upload_and_wait
+
+CSV = "id,name,price,when\n1,a,1.5,2024-01-02\n2,b,$2,2024-01-03\n3,c,,2024-01-04\n"
+
+
+def test_upload_get_data_on_postgres(pg_url, pg_cluster):
+    with Agent(pg_url, env={"DATASOURCE_AGENT_LOG_LEVEL": "info"}) as agent:
+        init = agent.initialize()
+        result, note = upload_and_wait(agent, fileName="p.csv", content=CSV)
+        assert note["status"] == "completed", (note, agent.stderr.decode())
+        details = agent.call("datasources/get", {"datasourceId": result["datasourceId"]})
+        assert details["rowCount"] == 3
+        assert [c["type"] for c in details["columns"]] == ["number", "string", "number", "date"]
+        assert all_rows(agent, result["datasourceId"]) == [
+            {"id": 1, "name": "a", "price": 1.5, "when": "2024-01-02"},
+            {"id": 2, "name": "b", "price": 2, "when": "2024-01-03"},
+            {"id": 3, "name": "c", "price": None, "when": "2024-01-04"}]
+    db = pg_url.rsplit("/", 1)[1]
+    assert pg_cluster.psql(db, "SELECT count(*) FROM datasource_agent.datasources") == "1"
+
+
+def wait_receipt(agent, id, timeout=30):
+    """The statusChanged notification for `id` and when it was read off the pipe."""
+    note = agent.wait_notification("datasources/statusChanged", lambda p: p["datasourceId"] == id, timeout=timeout)
+    return note, time.monotonic()
+
+
+def test_two_agents_share_one_database(pg_url):
+    """An upload through one agent is announced to the other (LISTEN/NOTIFY) within a second
+    of its own announcement, and both serve the same rows, with cursors from either."""
+    with Agent(pg_url) as a, Agent(pg_url) as b:
+        a.initialize()
+        b.initialize()
+        result = a.call("datasources/upload", {"fileName": "shared.csv", "content": CSV})
+        id = result["datasourceId"]
+        note_a, at_a = wait_receipt(a, id)
+        note_b, at_b = wait_receipt(b, id)
+        assert note_a == note_b and note_b["status"] == "completed" and note_b["rowCount"] == 3
+        assert abs(at_b - at_a) < 1.0
+        assert all_rows(a, id) == all_rows(b, id)
+        assert b.call("datasources/get", {"datasourceId": id}) == a.call("datasources/get", {"datasourceId": id})
+        # A cursor signed by one agent is honoured by the other: the store secret is shared.
+        page = a.call("datasources/data", {"datasourceId": id, "limit": 1, "sort": "price"})
+        rest = b.call("datasources/data", {"datasourceId": id, "limit": 5, "sort": "price", "cursor": page["pagination"]["nextCursor"]})
+        assert [r["id"] for r in page["data"] + rest["data"]] == [1, 2, 3]
+        assert b.call("datasources/delete", {"datasourceId": id})["datasourceId"] == id
+        assert a.error("datasources/get", {"datasourceId": id})["code"] == -31404
+
+
+def test_concurrent_first_starts_migrate_once(pg_url, pg_cluster):
+    """Agents started together on a new database: one creates the schema, the others wait
+    for it under the advisory lock; all of them serve."""
+    agents = [Agent(pg_url) for _ in range(4)]
+    try:
+        for agent in agents:
+            agent.initialize()
+        for agent in agents:
+            assert agent.call("datasources/list", {})["pagination"]["total"] == 0
+    finally:
+        for agent in agents:
+            agent.kill()
+    db = pg_url.rsplit("/", 1)[1]
+    assert pg_cluster.psql(db, "SELECT string_agg(version::text, ',' ORDER BY version) FROM datasource_agent.schema_migrations") == "1,2"
+
+
+def test_listener_reconnects_after_a_server_restart(pg_url, pg_cluster):
+    """The server restarts while agents run: they reconnect, and a change committed through
+    one afterwards reaches the other."""
+    with Agent(pg_url) as a, Agent(pg_url) as b:
+        a.initialize()
+        b.initialize()
+        pg_cluster.restart()
+        deadline = time.monotonic() + 20
+        while True:
+            reply = a.response(a.request("datasources/upload", {"fileName": "after.csv", "content": CSV}), 30)
+            if "result" in reply:
+                break
+            assert reply["error"]["data"]["code"] == "STORAGE_ERROR", reply
+            assert time.monotonic() < deadline, reply
+            time.sleep(0.2)
+        id = reply["result"]["datasourceId"]
+        note, _ = wait_receipt(b, id, timeout=30)
+        assert note["status"] == "completed"
+        assert all_rows(b, id) == all_rows(a, id)
+
+
+def test_kill_9_mid_processing_is_taken_over_by_another_agent(pg_url, tmp_path):
+    """The agent processing an upload dies (kill -9): its lease expires and another agent
+    processes the source from the original in the database, once."""
+    from conftest import write_big_csv
+    path = write_big_csv(tmp_path / "big.csv", 300_000)
+    with Agent(pg_url) as survivor:
+        survivor.initialize()
+        with Agent(pg_url) as victim:
+            victim.initialize()
+            id = victim.call("datasources/upload", {"path": str(path)})["datasourceId"]
+            time.sleep(0.3)
+            victim.kill()
+        note, _ = wait_receipt(survivor, id, timeout=90)
+        assert note["status"] == "completed" and note["rowCount"] == 300_000, note
+        page = survivor.call("datasources/data", {"datasourceId": id, "limit": 2, "sort": "id", "order": "desc"})
+        assert page["pagination"]["total"] == 300_000 and page["data"][0]["id"] == 299_999
+
+
+def test_store_url_errors_are_said_at_start():
+    """A malformed URL is refused before anything starts (exit 64, the reason on stderr, no
+    password); an unreachable server is a clear failure, not a hang."""
+    import subprocess
+    from agentproc import agent_binary
+    bad = subprocess.run([agent_binary(), "--store", "postgres://u:hunter2@localhost/db?sslmode=sometimes"],
+                         input=b"", capture_output=True, timeout=30)
+    assert bad.returncode == 64 and b"sslmode must be one of" in bad.stderr and b"hunter2" not in bad.stderr
+    assert bad.stdout == b""
+
+
+SALES = "region,amount,day,paid\nnorth,10,2024-01-01,true\nsouth,5.5,2024-01-02,false\nnorth,2,2024-01-03,true\n"
+
+
+@pytest.fixture
+def pg_agent(pg_url):
+    with Agent(pg_url) as agent:
+        agent.initialize()
+        yield agent
+
+
+def sql_error(agent, params):
+    err = agent.error("datasources/query", params)
+    assert err["code"] == -32602 and err["data"]["details"]["parameter"] == "sql", err
+    return err["data"]["details"]
+
+
+def test_query_in_postgres_dialect(pg_agent):
+    id = upload_and_wait(pg_agent, fileName="sales.csv", content=SALES)[0]["datasourceId"]
+    result = pg_agent.call("datasources/query", {
+        "sql": f'SELECT region, sum(amount) AS total, max(day) AS last, bool_and(paid) AS all_paid FROM "{id}" '
+               "WHERE amount > $1 GROUP BY region ORDER BY region", "params": [1]})
+    assert result["columns"] == [{"name": "region", "type": "string"}, {"name": "total", "type": "number"},
+                                 {"name": "last", "type": "date"}, {"name": "all_paid", "type": "boolean"}]
+    assert result["rows"] == [{"region": "north", "total": 12, "last": "2024-01-03", "all_paid": True},
+                              {"region": "south", "total": 5.5, "last": "2024-01-02", "all_paid": False}]
+    assert result["rowCount"] == 2 and result["truncated"] is False
+    # Aliases, joins, limit.
+    joined = pg_agent.call("datasources/query", {
+        "sql": "SELECT a.region FROM s a JOIN s b ON a.region = b.region ORDER BY 1", "sources": {"s": id}, "limit": 3})
+    assert joined["rowCount"] == 3 and joined["truncated"] is True
+
+
+def test_query_reads_only_the_named_sources(pg_agent):
+    id = upload_and_wait(pg_agent, fileName="sales.csv", content=SALES)[0]["datasourceId"]
+    other = upload_and_wait(pg_agent, fileName="other.csv", content=SALES)[0]["datasourceId"]
+    assert "only reading" in sql_error(pg_agent, {"sql": "SELECT * FROM datasource_agent.datasources"})["reason"]
+    assert "only reading" in sql_error(pg_agent, {"sql": "SELECT * FROM datasource_agent.store_secret"})["reason"]
+    assert "not one of the named sources" in sql_error(pg_agent, {"sql": "SELECT relname FROM pg_class"})["reason"]
+    reason = sql_error(pg_agent, {"sql": f'SELECT * FROM "{id}", datasource_agent."rows_{other}"'})["reason"]
+    assert "not one of the named sources" in reason
+    for escape in [f"SELECT set_config('role', 'postgres', true) FROM \"{id}\"",
+                   f"SELECT query_to_xml('select * from datasource_agent.datasources', true, true, '')"]:
+        assert "is not allowed" in sql_error(pg_agent, {"sql": escape})["reason"]
+    for write in [f'DELETE FROM "{id}"', f'SELECT 1; DELETE FROM "{id}"', f'WITH d AS (DELETE FROM "{id}" RETURNING *) SELECT * FROM d']:
+        sql_error(pg_agent, {"sql": write})
+    assert pg_agent.call("datasources/get", {"datasourceId": id})["rowCount"] == 3
+    assert len(all_rows(pg_agent, id)) == 3
+    details = sql_error(pg_agent, {"sql": f'SELECT regionn FROM "{id}"'})
+    assert "regionn" in details["reason"] and details["offset"] == 7
+    assert "no data source" in sql_error(pg_agent, {"sql": 'SELECT * FROM "00000000-0000-4000-8000-000000000000"'})["reason"]
+    assert "timed out after 200 ms" in sql_error(pg_agent, {
+        "sql": f'SELECT count(*) FROM "{id}", generate_series(1, 100000000)', "timeoutMs": 200})["reason"]
+    err = pg_agent.error("datasources/query", {"sql": f'SELECT * FROM "{id}" WHERE region = :r', "params": {"r": "north"}})
+    assert err["data"]["details"]["parameter"] == "params"
+
+
+def test_download_links_are_served_by_any_agent_from_the_database(pg_url, tmp_path):
+    """A link made by one agent is served by another agent's listener (the secret is shared),
+    streamed from the original's 1 MiB chunks, ranges across chunk boundaries included."""
+    import urllib.parse
+    import urllib.request
+    original = b"id,text\n" + b"".join(b"%d,%s\n" % (i, b"x" * (i % 97)) for i in range(60_000))
+    assert len(original) > 3 * (1 << 20)
+    path = tmp_path / "big.csv"
+    path.write_bytes(original)
+    with Agent(pg_url) as a, Agent(pg_url) as b:
+        a.initialize()
+        b.initialize()
+        id = upload_and_wait(a, path=str(path))[0]["datasourceId"]
+        link = urllib.parse.urlsplit(a.call("datasources/download", {"datasourceId": id})["downloadUrl"])
+        other = urllib.parse.urlsplit(b.call("datasources/download", {"datasourceId": id})["downloadUrl"])
+        assert link.netloc != other.netloc
+        via_b = link._replace(netloc=other.netloc).geturl()
+        with urllib.request.urlopen(via_b, timeout=30) as response:
+            assert response.status == 200 and response.read() == original
+        start, end = (1 << 20) - 10, 2 * (1 << 20) + 10
+        request = urllib.request.Request(via_b, headers={"Range": f"bytes={start}-{end}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 206 and response.read() == original[start:end + 1]
+
+
+def test_two_agents_and_serve_http_on_one_database(pg_url, tmp_path):
+    """Three processes on one database: an upload through the REST face is announced to both
+    stdio agents, and all three serve the same rows; an upload through an agent reaches the
+    REST face's event stream."""
+    import json as jsonlib
+    import threading
+    import urllib.request
+    from restproc import RestServer, http
+    with Agent(pg_url) as a, Agent(pg_url) as b, RestServer(pg_url, "--no-auth", port_file=tmp_path / "port") as rest:
+        a.initialize()
+        b.initialize()
+        import requests
+        reply = requests.post(rest.base + "/api/v2/datasources", files={"file": ("rest.csv", CSV)}, timeout=30)
+        assert reply.status_code == 201, (reply.text, rest.stderr.decode(errors="replace"))
+        uploaded = reply.json()
+        id = uploaded["datasourceId"]
+        for agent in (a, b):
+            note, _ = wait_receipt(agent, id)
+            assert note["status"] == "completed" and note["rowCount"] == 3
+        status, _, page = http("GET", rest.base + f"/api/v2/datasources/{id}/data?limit=10")
+        assert status == 200 and page["data"] == all_rows(a, id) == all_rows(b, id)
+        # The REST face's event stream hears an upload made through a stdio agent.
+        events = []
+        def listen():
+            with urllib.request.urlopen(rest.base + "/api/v2/events", timeout=30) as stream:
+                event = None
+                for line in stream:
+                    if line.startswith(b"event:"):
+                        event = line[6:].strip()
+                    elif line.startswith(b"data:") and event == b"statusChanged":
+                        events.append(jsonlib.loads(line[5:]))
+                        return
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        time.sleep(0.5)
+        second = upload_and_wait(a, fileName="second.csv", content=CSV)[0]["datasourceId"]
+        listener.join(timeout=20)
+        assert events and events[0]["datasourceId"] == second and events[0]["status"] == "completed"
