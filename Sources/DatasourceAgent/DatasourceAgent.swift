@@ -207,6 +207,7 @@ struct Serve: AsyncParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         switch kind {
         case .local:
+            PDFWords.isolatePDFReading()
             if let url = try storeOptions.postgresURL() {
                 let postgres: PostgresBackend
                 do {
@@ -215,7 +216,8 @@ struct Serve: AsyncParsableCommand {
                     logger.critical("cannot open the PostgreSQL store \(url.redacted): \(String(reflecting: error))")
                     throw ExitCode.failure
                 }
-                let downloads = DownloadServer(authority: postgres, port: try downloadPortValue(), logger: logger)
+                let downloads = DownloadServer(
+                    authority: postgres, port: try downloadPortValue(), idleTimeout: try downloadIdleTimeoutValue(), logger: logger)
                 postgres.attachDownloadServer(downloads)
                 backendObject = postgres
                 backendName = "postgres"
@@ -227,7 +229,6 @@ struct Serve: AsyncParsableCommand {
             let local: LocalBackend
             let downloads: DownloadServer
             do {
-                PDFWords.isolatePDFReading()
                 local = try LocalBackend(root: root, logger: logger, allowedPaths: allowedPaths)
                 downloads = DownloadServer(
                     authority: local, port: try downloadPortValue(), idleTimeout: try downloadIdleTimeoutValue(), logger: logger)

@@ -98,6 +98,7 @@ struct ServeHTTP: AsyncParsableCommand {
                 """.utf8))
             throw ExitCode.validationFailure
         }
+        PDFWords.isolatePDFReading()
         if let url = try storeOptions.postgresURL() {
             try await runOnPostgres(url, host: host, port: port, logger: logger)
             return
@@ -105,7 +106,6 @@ struct ServeHTTP: AsyncParsableCommand {
         let root = storeOptions.storeURL()
         let local: LocalBackend
         do {
-            PDFWords.isolatePDFReading()
             local = try LocalBackend(root: root, logger: logger)
         } catch {
             logger.critical("cannot open the store at \(root.path): \(error)")
