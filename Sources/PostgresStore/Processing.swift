@@ -251,7 +251,22 @@ extension PostgresBackend {
         for id in running where !held.contains(id.rawValue) { jobs.cancel(id) }
     }
 
-    private func takeOverExpired() async throws {
+    /// `process-pending` on a PostgreSQL store: takes over every source whose lease expired
+    /// or was given up, renewing the leases while it processes them, until none is left.
+    public func processPending() async {
+        while !Task.isCancelled {
+            try? await renewLeases()
+            let claimed = (try? await takeOverExpired()) ?? 0
+            if claimed == 0, jobs.running.isEmpty { return }
+            try? await Task.sleep(nanoseconds: 500_000_000)
+        }
+    }
+
+    /// Whether this agent is processing an accepted upload (to hand on when it leaves).
+    public var hasPendingProcessing: Bool { !jobs.running.isEmpty }
+
+    @discardableResult
+    private func takeOverExpired() async throws -> Int {
         let now = Timestamp.now().secondsSince1970
         var claimed: [CatalogRecord] = []
         for try await row in try await client.query("""
@@ -268,6 +283,7 @@ extension PostgresBackend {
             try await fetchOriginal(record.id, to: local)
             startProcessing(record, original: local, progress: nil)
         }
+        return claimed.count
     }
 
     /// Writes a source's original from its chunks in the database to a local file, one chunk at a time.
