@@ -33,6 +33,7 @@ struct ProcessPending: AsyncParsableCommand {
             // The agent gave its leases up as it left: take the work over, as any agent would.
             let backend = try await PostgresBackend.open(url, logger: logger, serving: false)
             await backend.processPending()
+            logger.debug("process-pending: no work left, closing the store")
             await backend.shutDown()
             logger.info("pending processing finished")
             return
@@ -45,10 +46,17 @@ struct ProcessPending: AsyncParsableCommand {
         logger.info("pending processing finished")
     }
 
+    /// Closes what this process inherited beyond stdin, stdout and stderr (the client's pipes
+    /// must not stay open because of it). Only descriptors without close-on-exec can have
+    /// come through `exec`: the ones the runtime opened since (Dispatch's event descriptors,
+    /// which the async command's tasks wake through) have it, and stay open.
     static func closeInheritedDescriptors() {
         #if os(Linux)
         if let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
-            for fd in entries.compactMap(Int32.init) where fd > 2 { close(fd) }
+            for fd in entries.compactMap(Int32.init) where fd > 2 {
+                let flags = fcntl(fd, F_GETFD)
+                if flags >= 0, flags & FD_CLOEXEC == 0 { close(fd) }
+            }
         }
         #endif
     }
