@@ -47,6 +47,12 @@ struct StoreOptions: ParsableArguments {
 
     var environment: [String: String] { ProcessInfo.processInfo.environment }
 
+    /// `--store` or DATASOURCE_AGENT_STORE as given.
+    func storeText() throws -> String {
+        guard let text = store ?? environment["DATASOURCE_AGENT_STORE"] else { throw ValidationError("--store is missing") }
+        return text
+    }
+
     /// `--store postgres://…` (or the same in DATASOURCE_AGENT_STORE): the PostgreSQL store (§12).
     func postgresURL() throws -> PostgresStoreURL? {
         guard let text = store ?? environment["DATASOURCE_AGENT_STORE"], PostgresStoreURL.isPostgresURL(text) else { return nil }
@@ -222,7 +228,11 @@ struct Serve: AsyncParsableCommand {
                 backendObject = postgres
                 backendName = "postgres"
                 // First in, last out: the listener, the leases and the connections outlive the stdio session.
-                services = [.init(service: postgres), .init(service: downloads)]
+                services = [
+                    .init(service: postgres),
+                    .init(service: PostgresHandOff(backend: postgres, url: try storeOptions.storeText(), logger: logger)),
+                    .init(service: downloads),
+                ]
                 break
             }
             let root = storeOptions.storeURL()
@@ -336,6 +346,20 @@ struct ChangeWatching: Service {
     func run() async throws {
         try? await gracefulShutdown()
         backend.stopWatchingChanges()
+    }
+}
+
+/// On a PostgreSQL store: when the group shuts down with uploads still processing, starts
+/// `process-pending` to take them over once this agent has given their leases up, so that an
+/// accepted upload is finished even though its client left.
+struct PostgresHandOff: Service {
+    let backend: PostgresBackend
+    let url: String
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        if backend.hasPendingProcessing { ProcessPending.handOff(postgres: url, logger: logger) }
     }
 }
 

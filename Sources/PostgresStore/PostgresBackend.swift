@@ -51,14 +51,10 @@ public final class PostgresBackend: DataSourceBackend, Service {
         do {
             // The pool retries connecting forever; a store that cannot be reached at start is
             // said plainly instead of hanging the agent.
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await Schema.migrate(client, logger: logger) }
-                group.addTask {
-                    try await Task.sleep(nanoseconds: Self.startTimeoutSeconds * 1_000_000_000)
-                    throw Unreachable(description: "no answer from \(url.host):\(url.port) within \(Self.startTimeoutSeconds) s")
-                }
-                try await group.next()
-                group.cancelAll()
+            do {
+                try await withDeadline(seconds: Self.startTimeoutSeconds) { try await Schema.migrate(client, logger: logger) }
+            } catch is DeadlinePassed {
+                throw Unreachable(description: "no answer from \(url.host):\(url.port) within \(Self.startTimeoutSeconds) s")
             }
             var secretBytes: [UInt8] = []
             for try await buffer in try await client.query("SELECT secret FROM datasource_agent.store_secret WHERE id = 1", logger: logger).decode(ByteBuffer.self) {
@@ -106,9 +102,13 @@ public final class PostgresBackend: DataSourceBackend, Service {
     public func shutDown() async {
         jobs.cancelAll()
         for task in background.withLock({ $0 }) { task.cancel() }
-        _ = try? await client.query(
-            "UPDATE datasource_agent.datasources SET lease_owner = NULL, lease_heartbeat_at = 0 WHERE status = 'processing' AND lease_owner = \(owner)",
-            logger: logger)
+        // Bounded: a database that is gone must not keep the process from ending (the leases
+        // then expire on their own).
+        _ = try? await withDeadline(seconds: 5) { [client, owner, logger] in
+            try await client.query(
+                "UPDATE datasource_agent.datasources SET lease_owner = NULL, lease_heartbeat_at = 0 WHERE status = 'processing' AND lease_owner = \(owner)",
+                logger: logger)
+        }
         clientRun.cancel()
         try? FileManager.default.removeItem(at: scratch)
     }

@@ -50,14 +50,13 @@ extension PostgresBackend {
     /// Processes a source this agent holds the lease of, from the local copy of its original.
     func startProcessing(_ record: CatalogRecord, original: URL, progress: ProgressHandler?) {
         guard let job = jobs.begin(record.id) else { return }
-        let task = Task { [self] in
+        Task { [self] in
             defer {
                 jobs.end(job)
                 try? FileManager.default.removeItem(at: original)
             }
             await process(record, original: original, job: job, progress: progress)
         }
-        _ = task
     }
 
     private struct Lost: Error {}
@@ -251,7 +250,33 @@ extension PostgresBackend {
         for id in running where !held.contains(id.rawValue) { jobs.cancel(id) }
     }
 
-    private func takeOverExpired() async throws {
+    /// `process-pending` on a PostgreSQL store: takes over every source whose lease expired
+    /// or was given up, renewing the leases while it processes them, until none is left.
+    /// A round that cannot reach the database for a minute ends it: the pool would wait for
+    /// the server forever, and another agent (or the next one to start) takes the work over.
+    public func processPending() async {
+        while !Task.isCancelled {
+            do {
+                let claimed = try await withDeadline(seconds: 60) { [self] in
+                    try await renewLeases()
+                    return try await takeOverExpired()
+                }
+                logger.debug("process-pending: claimed \(claimed), processing \(jobs.running.count)")
+                if claimed == 0, jobs.running.isEmpty { return }
+            } catch {
+                logger.warning("process-pending: giving up, the database did not answer: \(String(reflecting: error))")
+                jobs.cancelAll()
+                return
+            }
+            try? await Task.sleep(nanoseconds: 500_000_000)
+        }
+    }
+
+    /// Whether this agent is processing an accepted upload (to hand on when it leaves).
+    public var hasPendingProcessing: Bool { !jobs.running.isEmpty }
+
+    @discardableResult
+    private func takeOverExpired() async throws -> Int {
         let now = Timestamp.now().secondsSince1970
         var claimed: [CatalogRecord] = []
         for try await row in try await client.query("""
@@ -268,6 +293,7 @@ extension PostgresBackend {
             try await fetchOriginal(record.id, to: local)
             startProcessing(record, original: local, progress: nil)
         }
+        return claimed.count
     }
 
     /// Writes a source's original from its chunks in the database to a local file, one chunk at a time.
@@ -369,6 +395,25 @@ enum CopyText {
                 }
             }
         }
+    }
+}
+
+struct DeadlinePassed: Error, CustomStringConvertible {
+    var seconds: UInt64
+    var description: String { "no answer within \(seconds) s" }
+}
+
+/// Runs `body`, or throws `DeadlinePassed` when it has not finished within `seconds` (and cancels it).
+func withDeadline<T: Sendable>(seconds: UInt64, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(nanoseconds: seconds * 1_000_000_000)
+            throw DeadlinePassed(seconds: seconds)
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next() else { throw DeadlinePassed(seconds: seconds) }
+        return first
     }
 }
 
