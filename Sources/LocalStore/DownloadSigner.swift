@@ -3,22 +3,24 @@ import Foundation
 
 /// Signs and verifies download links with the store secret: HMAC-SHA256 over the method, the
 /// path and the expiry, compared in constant time. The only place that knows what is signed.
-struct DownloadSigner: Sendable {
+public struct DownloadSigner: Sendable {
     let secret: StoreSecret
 
-    func url(origin: String, id: DataSourceID, expiresAt: Timestamp) -> String {
+    public init(secret: StoreSecret) { self.secret = secret }
+
+    public func url(origin: String, id: DataSourceID, expiresAt: Timestamp) -> String {
         url(origin: origin, path: DownloadLinkShape.path(for: id), query: nil, expiresAt: expiresAt)
     }
 
     /// A link to `path`; `query` (URL-safe text, an export's query) is signed with it.
-    func url(origin: String, path: String, query: String?, expiresAt: Timestamp) -> String {
+    public func url(origin: String, path: String, query: String?, expiresAt: Timestamp) -> String {
         let expires = expiresAt.secondsSince1970
         let signature = secret.sign(Self.message(method: "GET", path: path, expires: expires, query: query))
         let q = query.map { "\(DownloadLinkShape.queryParameter)=\($0)&" } ?? ""
         return "\(origin)\(path)?\(q)\(DownloadLinkShape.expiresParameter)=\(expires)&\(DownloadLinkShape.signatureParameter)=\(signature)"
     }
 
-    enum Verdict: Equatable {
+    public enum Verdict: Equatable {
         case valid
         case invalid(reason: String)
     }
@@ -26,7 +28,7 @@ struct DownloadSigner: Sendable {
     /// Signature first (constant-time), then expiry. Only the exact text `url` writes is
     /// accepted: an expiry spelled another way (`+…`, `007`, ` 7`) or a signature with padding or
     /// the standard alphabet's `+` and `/` is answered exactly as a tampered link is.
-    func verify(method: String, path: String, query: String? = nil, expires: String?, signature: String?, now: Timestamp = .now()) -> Verdict {
+    public func verify(method: String, path: String, query: String? = nil, expires: String?, signature: String?, now: Timestamp = .now()) -> Verdict {
         guard let expires, let signature else {
             return .invalid(reason: "the link is missing its signature or expiry")
         }

@@ -19,7 +19,7 @@ public final class LocalBackend: DataSourceBackend {
     let pathUploads: PathUploadPolicy
     private let columnCache = Mutex<[DataSourceID: [DataColumn]]>([:])
     /// The API keys as last read, and when (see `grant(forKey:)`).
-    let keyCache = Mutex<(records: [APIKeyRecord], loadedAt: UInt64)?>(nil)
+    let keyGate = KeyGate()
     private let downloadServer = Mutex<(any DownloadOrigin)?>(nil)
     static let maxInlineBytes = 64 * 1024 * 1024
 
@@ -436,28 +436,6 @@ public final class LocalBackend: DataSourceBackend {
 
 extension Int64 {
     var nonZero: Int64? { self == 0 ? nil : self }
-}
-
-/// A thread-safe list of callbacks.
-final class ObserverList<Event: Sendable>: Sendable {
-    private let state = Mutex<(next: UInt64, observers: [UInt64: @Sendable (Event) -> Void])>((0, [:]))
-
-    func add(_ observer: @escaping @Sendable (Event) -> Void) -> ObserverToken {
-        state.withLock { state in
-            state.next += 1
-            state.observers[state.next] = observer
-            return ObserverToken(rawValue: state.next)
-        }
-    }
-
-    func remove(_ token: ObserverToken) {
-        _ = state.withLock { $0.observers.removeValue(forKey: token.rawValue) }
-    }
-
-    func emit(_ event: Event) {
-        let observers = state.withLock { Array($0.observers.values) }
-        for observer in observers { observer(event) }
-    }
 }
 
 extension LocalBackend: DownloadAuthority {

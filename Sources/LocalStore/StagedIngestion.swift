@@ -15,6 +15,8 @@ public enum StagedIngestion {
         public var rowCount: Int
         public var stats: ProcessingStats
         public var issues: [ProcessingIssue]
+        /// A spreadsheet's sheet names and the sheet read; nil for other formats.
+        public var sheets: SpreadsheetSheets?
     }
 
     /// The file cannot be processed (the source fails with this message).
@@ -43,7 +45,7 @@ public enum StagedIngestion {
                 source: source, contentType: contentType, options: options, output: staging, workDirectory: workDirectory,
                 isCancelled: isCancelled, progress: progress)
             let result = try pipeline.run()
-            return Outcome(columns: result.columns, rowCount: result.rowCount, stats: result.stats, issues: result.issues)
+            return Outcome(columns: result.columns, rowCount: result.rowCount, stats: result.stats, issues: result.issues, sheets: result.sheets)
         } catch is IngestionPipeline.Cancelled {
             throw Cancelled()
         } catch let failure as IngestionFailure {

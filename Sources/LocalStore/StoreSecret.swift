@@ -3,8 +3,13 @@ import Foundation
 
 /// The per-store key that signs download links and query cursors. Created on first use
 /// with owner-only permissions; shared by every process using the store.
-struct StoreSecret: @unchecked Sendable {
+public struct StoreSecret: @unchecked Sendable {
     let key: SymmetricKey
+
+    init(key: SymmetricKey) { self.key = key }
+
+    /// A secret kept elsewhere (a PostgreSQL store keeps it in the database).
+    public init(bytes: [UInt8]) { key = SymmetricKey(data: bytes) }
 
     static func loadOrCreate(at url: URL) throws -> StoreSecret {
         if let data = try? Data(contentsOf: url), data.count == 32 {
@@ -25,20 +30,20 @@ struct StoreSecret: @unchecked Sendable {
         return StoreSecret(key: SymmetricKey(data: data))
     }
 
-    func sign(_ message: String) -> String {
+    public func sign(_ message: String) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Data(message.utf8), using: key)
         return Data(mac).base64URLEncoded
     }
 
     /// Constant-time check of a signature made by `sign`.
-    func verify(_ message: String, signature: String) -> Bool {
+    public func verify(_ message: String, signature: String) -> Bool {
         guard let provided = Data(base64URLEncoded: signature) else { return false }
         return HMAC<SHA256>.isValidAuthenticationCode(provided, authenticating: Data(message.utf8), using: key)
     }
 }
 
 extension Data {
-    var base64URLEncoded: String {
+    public var base64URLEncoded: String {
         base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
     }
@@ -46,7 +51,7 @@ extension Data {
     /// Strict: the unpadded URL-safe alphabet only (no `=`, `+`, `/`, whitespace), and only the
     /// one spelling `base64URLEncoded` would write for these bytes, so that no second spelling
     /// of a signature, cursor or export query is ever accepted.
-    init?(base64URLEncoded text: String) {
+    public init?(base64URLEncoded text: String) {
         guard text.utf8.count % 4 != 1, text.utf8.allSatisfy(Self.isBase64URLByte) else { return nil }
         var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while base64.count % 4 != 0 { base64 += "=" }

@@ -20,11 +20,12 @@ struct CatalogRecord: Sendable {
     var columns: [DataColumn]?
     var estimatedCompletion: Int64?
     var options: ParseOptions?
+    var sheets: SpreadsheetSheets?
 
     /// The columns `decode` reads, in its order.
     static let selection = """
         id, file_name, content_type, file_size, status, uploaded_at, processed_at, row_count, cleaned_rows, error_count, \
-        warning_count, error_message, columns_json, estimated_completion, options_json
+        warning_count, error_message, columns_json, estimated_completion, options_json, sheets_json
         """
 
     /// `offset`: where the selection starts in the row.
@@ -48,6 +49,7 @@ struct CatalogRecord: Sendable {
         columns = try cells(12).decode(String?.self).flatMap { try? JSONDecoder().decode([DataColumn].self, from: Data($0.utf8)) }
         estimatedCompletion = try cells(13).decode(Int64?.self)
         options = try cells(14).decode(String?.self).flatMap { try? JSONDecoder().decode(ParseOptions.self, from: Data($0.utf8)) }
+        sheets = try cells(15).decode(String?.self).flatMap { try? JSONDecoder().decode(SpreadsheetSheets.self, from: Data($0.utf8)) }
     }
 
     var summary: DataSourceSummary {
@@ -61,7 +63,7 @@ struct CatalogRecord: Sendable {
             summary: summary, columns: columns, rowCount: rowCount,
             processingStats: cleanedRows.map { ProcessingStats(cleanedRows: $0, errors: errorCount ?? 0, warnings: warningCount ?? 0) },
             errorMessage: status == .failed ? (errorMessage ?? "processing failed") : nil,
-            issues: issues)
+            issues: issues, sheets: status == .completed ? sheets : nil)
     }
 }
 

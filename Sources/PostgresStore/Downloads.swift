@@ -10,9 +10,6 @@ import Synchronization
 /// the database shares, so any agent's listener serves a link any agent made, from the
 /// original's chunks in the database, one chunk at a time.
 extension PostgresBackend: DownloadAuthority {
-    /// What is signed: the method, the path and the expiry (as on a local store).
-    static func linkMessage(method: String, path: String, expires: String) -> String { "\(method)\n\(path)\n\(expires)" }
-
     public func downloadLink(for id: DataSourceID, expiresIn seconds: Int) async throws -> DownloadLink {
         guard let record = try await storing({ try await catalog.record(id) }) else { throw DataSourceError.notFound(id.rawValue) }
         guard let server = downloadServer.withLock({ $0 }) else {
@@ -25,10 +22,7 @@ extension PostgresBackend: DownloadAuthority {
             throw DataSourceError(.accessDenied, details: ["reason": .string("download links are not available: \(error)")])
         }
         let expiresAt = Timestamp.now().adding(seconds: Int64(seconds))
-        let path = DownloadLinkShape.path(for: id)
-        let expires = String(expiresAt.secondsSince1970)
-        let signature = secret.sign(Self.linkMessage(method: "GET", path: path, expires: expires))
-        let url = "\(origin)\(path)?\(DownloadLinkShape.expiresParameter)=\(expires)&\(DownloadLinkShape.signatureParameter)=\(signature)"
+        let url = DownloadSigner(secret: secret).url(origin: origin, id: id, expiresAt: expiresAt)
         return DownloadLink(downloadUrl: url, fileName: record.fileName, expiresAt: expiresAt, fileSize: record.fileSize)
     }
 
@@ -40,11 +34,9 @@ extension PostgresBackend: DownloadAuthority {
     /// Signature first (constant-time), then expiry, then existence: a valid link to a
     /// deleted source is a 404, anything forged or stale a 403.
     public func authorize(method: String, path: String, expires: String?, signature: String?) async -> DownloadAuthorization {
-        guard let expires, let signature, let expiry = Int64(expires) else { return .forbidden(reason: "the link is not signed") }
-        guard secret.verify(Self.linkMessage(method: method, path: path, expires: expires), signature: signature) else {
-            return .forbidden(reason: "the link's signature does not match")
+        if case .invalid(let reason) = DownloadSigner(secret: secret).verify(method: method, path: path, expires: expires, signature: signature) {
+            return .forbidden(reason: reason)
         }
-        guard expiry >= Timestamp.now().secondsSince1970 else { return .forbidden(reason: "the link has expired") }
         let idText = DownloadLinkShape.datasourceId(inPath: path) ?? ""
         guard let id = DataSourceID(idText), let record = try? await catalog.record(id) else { return .notFound(datasourceId: idText) }
         let client = self.client
@@ -107,22 +99,18 @@ extension PostgresBackend: DownloadAuthority {
         }
         let expiresAt = Timestamp.now().adding(seconds: Int64(seconds))
         let spec = ExportSpec(query: query, format: format)
-        let path = DownloadLinkShape.exportPath(for: query.datasourceId)
-        let expires = String(expiresAt.secondsSince1970)
-        let signature = secret.sign(Self.linkMessage(method: "GET", path: path + "?" + spec.encoded, expires: expires))
-        let url = "\(origin)\(path)?\(DownloadLinkShape.queryParameter)=\(spec.encoded)&\(DownloadLinkShape.expiresParameter)=\(expires)"
-            + "&\(DownloadLinkShape.signatureParameter)=\(signature)"
+        let url = DownloadSigner(secret: secret).url(
+            origin: origin, path: DownloadLinkShape.exportPath(for: query.datasourceId), query: spec.encoded, expiresAt: expiresAt)
         return DownloadLink(downloadUrl: url, fileName: spec.fileName(for: record.fileName), expiresAt: expiresAt, fileSize: nil)
     }
 
     public func authorizeExport(path: String, query: String?, expires: String?, signature: String?) async -> ExportAuthorization {
-        guard let expires, let signature, let query, let expiry = Int64(expires) else { return .forbidden(reason: "the link is not signed") }
-        guard secret.verify(Self.linkMessage(method: "GET", path: path + "?" + query, expires: expires), signature: signature) else {
-            return .forbidden(reason: "the link's signature does not match")
+        if case .invalid(let reason) = DownloadSigner(secret: secret).verify(
+            method: "GET", path: path, query: query, expires: expires, signature: signature) {
+            return .forbidden(reason: reason)
         }
-        guard expiry >= Timestamp.now().secondsSince1970 else { return .forbidden(reason: "the link has expired") }
         let idText = path.hasPrefix(DownloadLinkShape.exportPathPrefix) ? String(path.dropFirst(DownloadLinkShape.exportPathPrefix.count)) : ""
-        guard let id = DataSourceID(idText), let spec = ExportSpec(encoded: query, id: id),
+        guard let id = DataSourceID(idText), let query, let spec = ExportSpec(encoded: query, id: id),
             let record = try? await catalog.record(id)
         else { return .notFound(datasourceId: idText) }
         let pages = ExportPages(backend: self, spec: spec)

@@ -1,7 +1,7 @@
-@preconcurrency import Crypto
 import DataSourceDomain
 import Dispatch
 import Foundation
+import LocalStore
 import PostgresNIO
 import Synchronization
 
@@ -24,17 +24,11 @@ struct KeyRecord: Sendable {
 /// Keys (§10) in the database, exactly as a local store keeps them in its catalog: made by
 /// `keys create`, shown once, stored as hashes, shared by every agent and REST face.
 extension PostgresBackend {
-    static func hash(_ key: String) -> String {
-        SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
-    }
-
     /// A new key of this scope; the key itself is returned once and never stored.
     public func createKey(scope: KeyScope, name: String?) async throws -> (info: APIKeyInfo, key: String) {
-        var generator = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-        let key = "dsa_" + Base64URL.encode(bytes)
+        let made = KeyGate.makeKey()
         let record = KeyRecord(
-            id: String(UUID().uuidString.lowercased().prefix(8)), name: name, scope: scope, keyHash: Self.hash(key),
+            id: String(UUID().uuidString.lowercased().prefix(8)), name: name, scope: scope, keyHash: made.hash,
             createdAt: Timestamp.now().secondsSince1970, lastUsedAt: nil)
         _ = try await storing {
             try await client.query("""
@@ -42,8 +36,8 @@ extension PostgresBackend {
                 VALUES (\(record.id), \(record.name), \(record.scope.rawValue), \(record.keyHash), \(record.createdAt))
                 """, logger: logger)
         }
-        keyCache.withLock { $0 = nil }
-        return (record.info, key)
+        keyGate.forget()
+        return (record.info, made.key)
     }
 
     func keyRecords() async throws -> [KeyRecord] {
@@ -69,49 +63,18 @@ extension PostgresBackend {
             }
             return removed
         }
-        keyCache.withLock { $0 = nil }
+        keyGate.forget()
         return removed
     }
 
-    /// How long the keys read are trusted before they are read again: a key made, or revoked,
-    /// by another agent takes effect within this time (as on a local store).
-    static let keyCacheLifetime: UInt64 = 250_000_000
-
     public func grant(forKey key: String?) async throws -> Grant {
-        let now = DispatchTime.now().uptimeNanoseconds
-        let cached = keyCache.withLock { cache -> [KeyRecord]? in
-            guard let cache, now < cache.loadedAt &+ Self.keyCacheLifetime, now >= cache.loadedAt else { return nil }
-            return cache.records
-        }
-        let records: [KeyRecord]
-        if let cached {
-            records = cached
-        } else {
-            records = try await storing { try await keyRecords() }
-            keyCache.withLock { $0 = (records, now) }
-        }
-        guard !records.isEmpty else { return .open }
-        guard let key, !key.isEmpty else { return .refused }
-        let presented = Array(Self.hash(key).utf8)
-        // Every stored hash is compared in full, so timing says nothing of which matched.
-        var match: KeyRecord?
-        for record in records where Self.constantTimeEqual(Array(record.keyHash.utf8), presented) { match = record }
-        guard let match else { return .refused }
-        let seconds = Timestamp.now().secondsSince1970
-        if match.lastUsedAt.map({ seconds - $0 >= 60 }) ?? true {
-            keyCache.withLock { $0 = nil }
-            Task.detached { [client, logger] in
-                _ = try? await client.query(
-                    "UPDATE datasource_agent.api_keys SET last_used_at = \(seconds) WHERE id = \(match.id)", logger: logger)
-            }
-        }
-        return .scoped(match.scope)
-    }
-
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for index in a.indices { difference |= a[index] ^ b[index] }
-        return difference == 0
+        try await keyGate.grant(
+            forKey: key,
+            load: { [self] in
+                try await storing { try await keyRecords() }.map { StoredKeyHash(id: $0.id, scope: $0.scope, keyHash: $0.keyHash, lastUsedAt: $0.lastUsedAt) }
+            },
+            recordUse: { [client, logger] id, seconds in
+                _ = try? await client.query("UPDATE datasource_agent.api_keys SET last_used_at = \(seconds) WHERE id = \(id)", logger: logger)
+            })
     }
 }

@@ -17,20 +17,20 @@ public final class PostgresBackend: DataSourceBackend, Service {
     let client: PostgresClient
     let logger: Logger
     let catalog: CatalogQueries
-    let secret: StoreSecretKey
+    let secret: StoreSecret
     /// Who holds a lease: this process, uniquely among every agent on the database.
     let owner: String
     /// Where uploads wait for processing and rows are staged; removed when the agent ends.
     let scratch: URL
     let pathUploads: PathUploadPolicy
-    let observers = Observers()
+    let observers = ObserverList<StatusChange>()
     let jobs = ProcessingJobs(maxConcurrent: 2)
     let counts = FilterCounts()
     private let clientRun: Task<Void, Never>
     private let background = Mutex<[Task<Void, Never>]>([])
     let downloadServer = Mutex<(any DownloadOrigin)?>(nil)
     /// The API keys as last read, and when (see `grant(forKey:)`).
-    let keyCache = Mutex<(records: [KeyRecord], loadedAt: UInt64)?>(nil)
+    let keyGate = KeyGate()
     static let maxInlineBytes = 64 * 1024 * 1024
     static let startTimeoutSeconds: UInt64 = 15
 
@@ -61,7 +61,7 @@ public final class PostgresBackend: DataSourceBackend, Service {
                 secretBytes = Array(buffer.readableBytesView)
             }
             guard secretBytes.count >= 16 else { throw DataSourceError(.storageError, details: ["reason": "the store secret is missing"]) }
-            let backend = try PostgresBackend(url: url, client: client, run: run, secret: StoreSecretKey(bytes: secretBytes), logger: logger, allowedPaths: allowedPaths)
+            let backend = try PostgresBackend(url: url, client: client, run: run, secret: StoreSecret(bytes: secretBytes), logger: logger, allowedPaths: allowedPaths)
             if serving { try await backend.start() }
             return backend
         } catch {
@@ -70,7 +70,7 @@ public final class PostgresBackend: DataSourceBackend, Service {
         }
     }
 
-    private init(url: PostgresStoreURL, client: PostgresClient, run: Task<Void, Never>, secret: StoreSecretKey, logger: Logger, allowedPaths: [String]) throws {
+    private init(url: PostgresStoreURL, client: PostgresClient, run: Task<Void, Never>, secret: StoreSecret, logger: Logger, allowedPaths: [String]) throws {
         self.url = url
         self.client = client
         self.clientRun = run
@@ -314,26 +314,5 @@ func offCooperativePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T)
         let thread = Thread { continuation.resume(with: Result { try work() }) }
         thread.stackSize = 4 << 20
         thread.start()
-    }
-}
-
-/// A thread-safe list of status-change callbacks.
-final class Observers: Sendable {
-    private let state = Mutex<(next: UInt64, observers: [UInt64: @Sendable (StatusChange) -> Void])>((0, [:]))
-
-    func add(_ observer: @escaping @Sendable (StatusChange) -> Void) -> ObserverToken {
-        state.withLock { state in
-            state.next += 1
-            state.observers[state.next] = observer
-            return ObserverToken(rawValue: state.next)
-        }
-    }
-
-    func remove(_ token: ObserverToken) {
-        _ = state.withLock { $0.observers.removeValue(forKey: token.rawValue) }
-    }
-
-    func emit(_ change: StatusChange) {
-        for observer in state.withLock({ Array($0.observers.values) }) { observer(change) }
     }
 }

@@ -175,7 +175,7 @@ extension PostgresBackend {
                 UPDATE datasource_agent.datasources SET status = 'completed', processed_at = \(Timestamp.now().secondsSince1970),
                 row_count = \(Int64(outcome.rowCount)), cleaned_rows = \(Int64(outcome.stats.cleanedRows)),
                 error_count = \(Int64(outcome.stats.errors)), warning_count = \(Int64(outcome.stats.warnings)),
-                columns_json = \(columns.catalogJSON)
+                columns_json = \(columns.catalogJSON), sheets_json = \(outcome.sheets.map(\.catalogJSON))
                 WHERE id = \(id.rawValue)
                 """, logger: logger)
             return .completed

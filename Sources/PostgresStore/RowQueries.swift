@@ -1,6 +1,7 @@
 import DataSourceDomain
 import Foundation
 import JSONKit
+import LocalStore
 import PostgresNIO
 import Synchronization
 
@@ -103,7 +104,7 @@ struct RowPageQuery {
     let query: DataQuery
     let columns: [DataColumn]
     let rowCount: Int
-    let secret: StoreSecretKey
+    let secret: StoreSecret
     let counts: FilterCounts
 
     func run(_ client: PostgresClient, logger: Logger) async throws -> DataPage {
@@ -291,16 +292,16 @@ struct PageCursor {
         DataSourceError.invalidParameter("cursor", value: .string(text), reason: "not a cursor for this data source, sort, order and filter")
     }
 
-    func encode(scope: String, secret: StoreSecretKey) -> String {
+    func encode(scope: String, secret: StoreSecret) -> String {
         let payload: JSONObject = ["p": .int(Int64(page)), "r": .int(r), "v": .array(sortValues)]
-        let body = Base64URL.encode(JSONValue.object(payload).serialized())
+        let body = Data(JSONValue.object(payload).serialized()).base64URLEncoded
         return body + "." + secret.sign(scope + "|" + body)
     }
 
-    static func decode(_ text: String, scope: String, secret: StoreSecretKey) throws -> PageCursor {
+    static func decode(_ text: String, scope: String, secret: StoreSecret) throws -> PageCursor {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 2, secret.verify(scope + "|" + parts[0], signature: String(parts[1])),
-            let bytes = Base64URL.decode(String(parts[0])),
+            let bytes = Data(base64URLEncoded: String(parts[0])).map(Array.init),
             let payload = try? JSONParser.parse(bytes),
             case .int(let page)? = payload["p"], case .int(let r)? = payload["r"],
             case .array(let values)? = payload["v"],

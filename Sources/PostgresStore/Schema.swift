@@ -107,6 +107,8 @@ enum Schema {
             )
             """,
         ]),
+        // Spreadsheets report their sheets in `get` (as on a local store); older rows have none.
+        (4, ["ALTER TABLE datasource_agent.datasources ADD COLUMN sheets_json text"]),
     ]
 
     /// Brings the schema to the latest version (a no-op when it is there already).

@@ -18,7 +18,7 @@ public final class ClaroBackend: DataSourceBackend, Service {
     let logger: Logger
     /// `maxAge` when a request gives none (`--cache-ttl`).
     let defaultMaxAge: Int
-    private let observers = Mutex<(next: UInt64, list: [UInt64: @Sendable (StatusChange) -> Void])>((0, [:]))
+    private let observers = ObserverList<StatusChange>()
 
     /// Largest file a `path` upload sends (read into memory, then sent in one request).
     static let maxUploadBytes = 256 * 1024 * 1024
@@ -314,20 +314,15 @@ public final class ClaroBackend: DataSourceBackend, Service {
     // MARK: Watching
 
     public func addStatusObserver(_ observer: @escaping @Sendable (StatusChange) -> Void) -> ObserverToken {
-        observers.withLock { state in
-            state.next += 1
-            state.list[state.next] = observer
-            return ObserverToken(rawValue: state.next)
-        }
+        observers.add(observer)
     }
 
     public func removeObserver(_ token: ObserverToken) {
-        _ = observers.withLock { $0.list.removeValue(forKey: token.rawValue) }
+        observers.remove(token)
     }
 
     private func emit(_ change: StatusChange) {
-        let list = observers.withLock { Array($0.list.values) }
-        for observer in list { observer(change) }
+        observers.emit(change)
     }
 
     /// A list item the server answered: a processing source is watched; a watched one that is

@@ -197,11 +197,12 @@ def test_full_disk_gives_storage_error_not_internal(tiny_disk, tmp_path):
         assert note["status"] == "completed", note
         id = result["datasourceId"]
         filler = tiny_disk / "filler"
-        with open(filler, "wb") as f:
+        # Unbuffered, so that the write that fills the disk raises here and closing has
+        # nothing left to flush.
+        with open(filler, "wb", buffering=0) as f:
             try:
                 while True:
                     f.write(b"\0" * 65536)
-                    f.flush()
             except OSError:
                 pass
         # Reading still works: a sort no index can be built for is answered from a scan.

@@ -15,8 +15,12 @@ from restproc import RestServer, create_key, http
 
 SOURCES = ROOT / "Sources"
 
-# A file that hands text to SQLite.
-EXECUTES_SQL = re.compile(r"sql:|sqlite3_prepare|sqlite3_exec|\.execute\(|fetchOne\(|fetchAll\(|fetchCursor\(|ConcurrentCount\(")
+# A file that hands text to SQLite or to PostgreSQL.
+EXECUTES_SQL = re.compile(
+    r"sql:|sqlite3_prepare|sqlite3_exec|\.execute\(|fetchOne\(|fetchAll\(|fetchCursor\(|ConcurrentCount\(|\.query\(|PostgresQuery")
+# A literal postgres-nio turns into a query: each `\(value)` in it is sent as a bind
+# parameter ($1, $2, …), never as text; only `\(unescaped: …)` is spliced, and is checked.
+BOUND_LITERAL = re.compile(r"(?:\.query\(\s*|:\s*PostgresQuery\s*=\s*)$")
 # A string literal is SQL when, its interpolations taken out, it holds a keyword, a `?`
 # placeholder, or it builds an identifier (`c\(n)`, `rows.c\(n)`, `sort_c\(n)_…`, `s\(n)`).
 SQL_WORD = re.compile(
@@ -53,21 +57,46 @@ ALLOWED = {
     "tableColumns": "column names rows.c<Int>", "segment.orderBy": "ORDER BY of column names and keywords",
     "conditions.joined(separator: \" AND \")": "compiled conditions", "expression": "c<Int> or ds_datetime(c<Int>)",
     "select.isEmpty ? \"NULL AS empty\" : select": "column names AS quoted names",
+    # The PostgreSQL store (Sources/PostgresStore). Values in its postgres-nio literals are bind
+    # parameters already (see BOUND_LITERAL); these are what it splices as text.
+    "CatalogRecord.selection": "a constant list of catalog columns",
+    "CatalogRecord.selection.split(separator: \",\").map { \"d.\" + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: \", \")":
+        "the constant list of catalog columns, each prefixed d.",
+    "RowTable.name(id)": "quoting: datasource_agent.\"rows_<validated UUID>\"",
+    "RowTable.name(query.datasourceId)": "quoting: datasource_agent.\"rows_<validated UUID>\"",
+    "RowTable.name(source.id)": "quoting: datasource_agent.\"rows_<validated UUID>\"",
+    "table": "RowTable.name(id): a quoted name of a validated UUID",
+    "definitions": "r bigint, c<Int> <type from an enum> (Processing.publish)",
+    "PostgresSQLQuery.readerRole": "a constant role name", "Self.readerRole": "a constant role name",
+    "query.limit": "an Int page size", "query.limit + 1": "an Int page size", "request.limit + 1": "an Int row limit",
+    "offset": "an Int offset", "valueList": "column names c<Int>", "orderBy": "c<Int> ASC/DESC NULLS LAST, r",
+    "filterCondition": "the compiled filter: column names, operators and $n placeholders",
+    "placeholder": "a $n placeholder", "comparison": "an operator", "after(i + 1)": "a compiled keyset condition",
+    "direction == .asc ? \"ASC\" : \"DESC\"": "a keyword",
+    "Self.exposed($0, source.columns[$0].type)": "c<Int>, c<Int>::date or to_timestamp(c<Int>)",
+    "Self.quoted(source.columns[$0].name)": "quoting: PostgresSQLQuery.quoted doubles every double quote",
+    "Self.quoted(name)": "quoting: PostgresSQLQuery.quoted doubles every double quote",
+    "select.isEmpty ? \"\" : select.joined(separator: \", \")": "exposed columns AS quoted names",
 }
 
 # SQL text joined with + to something, by the text of the join, with why that is safe.
 ALLOWED_CONCATENATIONS = {
     '"ORDER BY " +': "QueryEngine.multiColumnSegment: c<Int> column names, IS NULL, ASC/DESC and rowid",
+    '"WHERE " +': "conditions of column names, operators and $n placeholders (PostgreSQL catalog and rows)",
+    # datasources/query on PostgreSQL: the client's statement is the one SQL text meant to run,
+    # wrapped as a subquery and run read-only under the reader role with a timeout.
+    '+ "SELECT * FROM (\\n"': "the SQL method's wrapper (PostgresSQLQuery.wrapped)",
+    '+ "\\n) AS datasource_agent_query LIMIT \\(request.limit + 1)"': "the SQL method's wrapper (PostgresSQLQuery.wrapped)",
 }
 
 
 def swift_literals(text: str):
-    """(line, literal body) for each string literal, interpolations kept as written."""
+    """(line, literal body, start offset) for each string literal, interpolations kept as written."""
     index = 0
     while (start := text.find('"', index)) >= 0:
         if text.startswith('"""', start):
             end = text.find('"""', start + 3)
-            yield text.count("\n", 0, start) + 1, text[start + 3:end]
+            yield text.count("\n", 0, start) + 1, text[start + 3:end], start
             index = end + 3
             continue
         k, depth, body = start + 1, 0, []
@@ -99,7 +128,7 @@ def swift_literals(text: str):
                 break
             body.append(c)
             k += 1
-        yield text.count("\n", 0, start) + 1, "".join(body)
+        yield text.count("\n", 0, start) + 1, "".join(body), start
         index = k + 1
 
 
@@ -133,11 +162,16 @@ def sql_building_violations(root: Path) -> list[str]:
         text = "\n".join("" if line.lstrip().startswith("//") else line for line in path.read_text().splitlines())
         if not EXECUTES_SQL.search(text):
             continue
-        for line, literal in swift_literals(text):
+        for line, literal, start in swift_literals(text):
             expressions, skeleton = interpolations(literal)
             if not is_sql(skeleton):
                 continue
+            bound = BOUND_LITERAL.search(text[max(0, start - 80):start]) is not None
             for expression in expressions:
+                if bound:
+                    if not expression.startswith("unescaped:"):
+                        continue  # a bind parameter
+                    expression = expression.removeprefix("unescaped:").strip()
                 if expression not in ALLOWED:
                     problems.append(f"{path.relative_to(root.parent)}:{line}: \\({expression}) in SQL {literal[:80]!r}")
         # Concatenation: an SQL literal joined to anything with +.
@@ -161,10 +195,10 @@ def test_the_sql_scan_sees_what_it_guards(tmp_path):
     for path in SOURCES.rglob("*.swift"):
         text = path.read_text()
         if EXECUTES_SQL.search(text):
-            for _, literal in swift_literals(text):
+            for _, literal, _ in swift_literals(text):
                 expressions, skeleton = interpolations(literal)
                 if is_sql(skeleton):
-                    seen.update(expressions)
+                    seen.update(e.removeprefix("unescaped:").strip() for e in expressions)
     assert {"whereSQL", "quoted(name)", "c", "op.rawValue"} <= seen
     assert set(ALLOWED) - seen == set(), "allowlisted but no longer interpolated into SQL; remove them"
     every_source = "\n".join(path.read_text() for path in SOURCES.rglob("*.swift"))
@@ -179,10 +213,13 @@ def test_the_sql_scan_sees_what_it_guards(tmp_path):
         'let sql = "SELECT * FROM rows WHERE label = \'" + label + "\'"; try db.execute(sql: sql)',
         'try db.execute(sql: """\n    SELECT * FROM rows\n    ORDER BY \\(params.sort)\n    """)',
         'try db.execute(sql: "\\(c) = \'\\(value)\'")',
+        'try await client.query(PostgresQuery(unsafeSQL: "SELECT * FROM t WHERE name = \'\\(userName)\'"), logger: logger)',
+        'try await client.query("SELECT * FROM t ORDER BY \\(unescaped: params.sort)", logger: logger)',
     ]:
         planted.write_text(bad + "\n")
         assert sql_building_violations(tmp_path / "Sources"), bad
-    planted.write_text('try db.execute(sql: "SELECT * FROM rows WHERE \\(c) = ?", arguments: [value])\n')
+    planted.write_text('try db.execute(sql: "SELECT * FROM rows WHERE \\(c) = ?", arguments: [value])\n'
+                       'try await client.query("SELECT * FROM t WHERE name = \\(name)", logger: logger)\n')
     assert sql_building_violations(tmp_path / "Sources") == []
 
 
