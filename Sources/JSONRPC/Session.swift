@@ -348,7 +348,14 @@ public final class Session: Sendable {
         tasks.forEach { $0.cancel() }
     }
 
+    /// Ends the session: the delegate hears of it and is let go, since it holds the session
+    /// (its method handlers and observers do); otherwise each session — one per `POST /mcp`
+    /// request — would keep the other alive forever.
     public func close() {
+        let delegate = delegateBox.withLock { box in
+            defer { box = nil }
+            return box
+        }
         delegate?.sessionWillClose(self)
     }
 }

@@ -59,6 +59,9 @@ final class LocalConnection: Sendable {
         session.attach(service.makeSessionDelegate(for: session))
     }
 
+    /// The connection ends as a stdio session does: closed.
+    deinit { session.close() }
+
     func send(_ message: JSONValue) {
         session.receive(.message(message.serialized()), framing: .newlineDelimited)
     }
@@ -80,6 +83,37 @@ final class LocalConnection: Sendable {
 }
 
 @Suite struct InProcessSessionTests {
+    /// A closed session and its delegate are freed (AddressSanitizer found every session
+    /// leaked: the two held each other, and the delegate's handlers held the delegate).
+    @Test func aClosedSessionIsFreed() async throws {
+        weak var delegate: AnyObject?
+        weak var session: Session?
+        let answers = Locked(0)
+        do {
+            let opened = Session(output: OutputChannel(sink: { _ in answers.withLock { $0 += 1 } }), logger: Logger(label: "test"), onExit: { _ in })
+            let service = AgentService(
+                backend: EmptyBackend(), configuration: ServiceConfiguration(version: "test", backendName: "none", readOnly: false),
+                logger: Logger(label: "test"))
+            let attached = service.makeSessionDelegate(for: opened)
+            opened.attach(attached)
+            delegate = attached as AnyObject
+            session = opened
+            for (id, method) in [(1, "initialize"), (2, "tools/list"), (3, "datasources/list")] {
+                let message: JSONValue = ["jsonrpc": "2.0", "id": .int(Int64(id)), "method": .string(method), "params": [:]]
+                opened.receive(.message(message.serialized()), framing: .newlineDelimited)
+            }
+            for _ in 0..<200 where answers.withLock({ $0 }) < 3 {
+                opened.output.flush()
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(answers.withLock { $0 } == 3)
+            opened.close()
+        }
+        for _ in 0..<100 where delegate != nil || session != nil { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(delegate == nil)
+        #expect(session == nil)
+    }
+
     @Test func lifecycleAndDispatchWithoutAProcess() async throws {
         let connection = LocalConnection()
         #expect(try await connection.call(1, "datasources/list")["error"]?["code"] == .int(-32002))

@@ -7,7 +7,7 @@ same store (its own recovery runs), and then:
 - whatever else the store holds is an upload sent just before the kill, complete;
 - `datasource-agent check` finds the store consistent.
 
-CI runs FAULT_ROUNDS rounds (default 12: 25 s alone, 50 s beside a build); `scripts/fault-injection`
+CI runs FAULT_ROUNDS rounds (default 12: 20 s alone, about 50 s beside a build); `scripts/fault-injection`
 runs more (60 by default) and writes the figures (FAULT_REPORT) for RELIABILITY.md.
 FAULT_SEED replays a run."""
 import json
