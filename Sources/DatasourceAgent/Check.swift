@@ -30,6 +30,15 @@ struct Check: ParsableCommand {
 
     func run() throws {
         let logger = try storeOptions.bootstrapLogging()
+        if try storeOptions.postgresURL() != nil {
+            // Its tables, originals and catalog change in one transaction each, and an agent
+            // that dies leaves a lease another agent takes over: nothing for a file check to find.
+            FileHandle.standardError.write(Data("""
+                check: checks a store directory; a PostgreSQL store keeps its consistency in the database's                 transactions (see protocol/postgres.md)
+
+                """.utf8))
+            throw ExitCode(2)
+        }
         let checker = StoreChecker(root: storeOptions.storeURL())
         var report: StoreCheckReport
         do {

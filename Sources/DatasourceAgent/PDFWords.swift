@@ -18,6 +18,9 @@ struct PDFWords: ParsableCommand {
         // The tests' way to make a reader crash as a crafted PDF could (with the debug methods on).
         let environment = ProcessInfo.processInfo.environment
         if environment["DATASOURCE_AGENT_DEBUG_METHODS"] == "1", environment["DATASOURCE_AGENT_DEBUG_PDF_READER"] == "crash" {
+            // Without the Swift runtime's handler, which may print a backtrace and carry on
+            // after a raised (not faulting) signal.
+            signal(SIGSEGV, SIG_DFL)
             raise(SIGSEGV)
         }
         let status = PDFReaderProcess.runHelper(pdf: pdf, output: output)
