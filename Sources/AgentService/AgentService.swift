@@ -78,7 +78,6 @@ final class ServiceSession: SessionDelegate {
     let credential: Credential
     var methods: MethodTable { allMethods }
     private let state = Mutex<State>(State())
-    private let sessionRef: Mutex<Session?>
 
     struct State {
         var observer: ObserverToken?
@@ -108,7 +107,6 @@ final class ServiceSession: SessionDelegate {
 
     init(service: AgentService, session: Session) {
         self.service = service
-        self.sessionRef = Mutex(session)
         var table = MethodTable()
         table.paramsErrorMapper = { $0.dataSourceError.rpcError }
         let credential = Credential()
@@ -360,6 +358,8 @@ final class ServiceSession: SessionDelegate {
     func sessionWillClose(_ session: Session) {
         if let token = state.withLock({ $0.observer }) { service.backend.removeObserver(token) }
         state.withLock { $0.delivery }?.cancel()
+        // The MCP methods' handlers hold self: dropping the table ends that cycle.
+        extraMethods.withLock { $0 = MethodTable() }
     }
 }
 

@@ -197,12 +197,12 @@ public final class Session: Sendable {
     }
 
     private func dispatchRequest(id: JSONValue, method: String, params: JSONValue?, sink: ResponseSink) {
-        guard let delegate else {
-            sink.deliver(id: id, .failure(.internalError("no service attached")))
-            return
-        }
         if state.withLock({ $0.closing }) {
             sink.deliver(id: id, .failure(.invalidRequest("server is shutting down")))
+            return
+        }
+        guard let delegate else {
+            sink.deliver(id: id, .failure(.internalError("no service attached")))
             return
         }
         switch delegate.admit(request: method, params: params, session: self) {
@@ -344,8 +344,13 @@ public final class Session: Sendable {
         tasks.forEach { $0.cancel() }
     }
 
+    /// Ends the session: later requests are refused, and the delegate is let go. A delegate
+    /// usually holds its session, so keeping it would keep both alive for good — one of each
+    /// per `POST /mcp` request.
     public func close() {
+        state.withLock { $0.closing = true }
         delegate?.sessionWillClose(self)
+        delegateBox.withLock { $0 = nil }
     }
 }
 
