@@ -20,9 +20,6 @@ public func fuzzFrames(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         output: OutputChannel(sink: { frame in written.withLock { $0.append(frame) } }),
         logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }),
         onExit: { _ in })
-    let service = AgentService(
-        backend: NoBackend(), configuration: ServiceConfiguration(version: "fuzz", backendName: "none", readOnly: false),
-        logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }))
     session.attach(service.makeSessionDelegate(for: session))
 
     var framer = MessageFramer(maxMessageBytes: 4096)
@@ -63,6 +60,11 @@ public func fuzzFrames(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 public func fuzzFramesMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     runLibFuzzer(argc, argv, fuzzFrames)
 }
+
+/// One service for every session, as serve-http has one for all its connections.
+let service = AgentService(
+    backend: NoBackend(), configuration: ServiceConfiguration(version: "fuzz", backendName: "none", readOnly: false),
+    logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }))
 
 /// A backend with no data sources: the fuzzer exercises decoding and dispatch, not a store.
 struct NoBackend: DataSourceBackend {
