@@ -31,5 +31,10 @@ import Testing
         #expect(XLSXReader.cellRef(Array("C7".utf8))! == (3, 7))
         #expect(XLSXReader.cellRef(Array("AA10".utf8))! == (27, 10))
         #expect(XLSXReader.cellRef(Array("XFD1048576".utf8))! == (16384, 1_048_576))
+        // Found by FuzzXLSX: these overflowed Int and killed the process.
+        #expect(XLSXReader.cellRef(Array("AAAAAAAAAAAAAAAAAAAA1".utf8)) == nil)
+        #expect(XLSXReader.cellRef(Array(("A" + String(repeating: "9", count: 30)).utf8)) == nil)
+        #expect(XLSXReader.cellRef(Array("XFE1".utf8)) == nil)
+        #expect(XLSXReader.cellRef(Array("A1048577".utf8)) == nil)
     }
 }

@@ -366,15 +366,27 @@ struct XLSXReader: RecordReader {
         merges = found.map { (r0: $0.0, c0: $0.1, r1: $0.2, c1: $0.3) }
     }
 
-    /// "C7" → column 3, row 7.
+    /// "C7" → column 3, row 7; nil past a sheet's bounds (XFD, row 1,048,576), so that a
+    /// forged reference such as "AAAAAAAAAAAAAAA1" cannot overflow (found by FuzzXLSX).
     static func cellRef(_ s: [UInt8]) -> (column: Int, row: Int)? {
         var column = 0
         var row = 0
         var k = 0
-        while k < s.count, (0x41...0x5A).contains(s[k]) || (0x61...0x7A).contains(s[k]) { column = column * 26 + Int((s[k] & 0xDF) - 0x40); k += 1 }
-        while k < s.count, (0x30...0x39).contains(s[k]) { row = row * 10 + Int(s[k] - 0x30); k += 1 }
+        while k < s.count, (0x41...0x5A).contains(s[k]) || (0x61...0x7A).contains(s[k]) {
+            column = column * 26 + Int((s[k] & 0xDF) - 0x40)
+            if column > maxColumn { return nil }
+            k += 1
+        }
+        while k < s.count, (0x30...0x39).contains(s[k]) {
+            row = row * 10 + Int(s[k] - 0x30)
+            if row > maxRow { return nil }
+            k += 1
+        }
         return column > 0 ? (column, row) : nil
     }
+
+    static let maxColumn = 16_384
+    static let maxRow = 1_048_576
 
     mutating func next(into record: inout Record) throws -> Bool {
         while true {
