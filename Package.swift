@@ -18,6 +18,13 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "datasource-agent", targets: ["DatasourceAgent"]),
+        // The libraries the fuzz targets (Fuzz/Package.swift) link; nothing else uses them.
+        .library(name: "JSONKit", targets: ["JSONKit"]),
+        .library(name: "JSONRPC", targets: ["JSONRPC"]),
+        .library(name: "DataSourceDomain", targets: ["DataSourceDomain"]),
+        .library(name: "LocalStore", targets: ["LocalStore"]),
+        .library(name: "AgentService", targets: ["AgentService"]),
+        .library(name: "RESTFace", targets: ["RESTFace"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),

@@ -239,6 +239,9 @@ public struct JSONParser {
         let text = String(decoding: UnsafeBufferPointer(rebasing: buffer[start..<position]), as: UTF8.self)
         if isInteger, let i = Int64(text) { return .int(i) }
         guard let d = Double(text) else { throw error("invalid number") }
+        // 1e400 reads as infinity, which no JSON text can carry back (the writer would send
+        // null) and which no integer parameter can take: refused as the number it is.
+        guard d.isFinite else { throw JSONParseError(offset: start, reason: "number out of range") }
         return .double(d)
     }
 }

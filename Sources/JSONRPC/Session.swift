@@ -205,6 +205,10 @@ public final class Session: Sendable {
             sink.deliver(id: id, .failure(.invalidRequest("server is shutting down")))
             return
         }
+        guard let delegate else {
+            sink.deliver(id: id, .failure(.internalError("no service attached")))
+            return
+        }
         switch delegate.admit(request: method, params: params, session: self) {
         case .reject(let error):
             sink.deliver(id: id, .failure(error))
@@ -348,10 +352,11 @@ public final class Session: Sendable {
         tasks.forEach { $0.cancel() }
     }
 
-    /// Ends the session: the delegate hears of it and is let go, since it holds the session
-    /// (its method handlers and observers do); otherwise each session — one per `POST /mcp`
-    /// request — would keep the other alive forever.
+    /// Ends the session: later requests are refused, the delegate hears of it and is let go,
+    /// since it holds the session (its method handlers and observers do); otherwise each
+    /// session — one per `POST /mcp` request — would keep the other alive forever.
     public func close() {
+        state.withLock { $0.closing = true }
         let delegate = delegateBox.withLock { box in
             defer { box = nil }
             return box

@@ -2,7 +2,7 @@ import AgentService
 import DataSourceDomain
 import Foundation
 import JSONKit
-import JSONRPC
+@testable import JSONRPC
 import Logging
 import Synchronization
 import Testing
@@ -126,6 +126,28 @@ final class LocalConnection: Sendable {
         #expect(try await connection.call(6, "datasources/list")["error"]?["code"] == .int(-32600))
         connection.send(["jsonrpc": "2.0", "method": "exit"])
         #expect(connection.exitCode.withLock { $0 } == 0)
+    }
+
+    /// Found by Fuzz/FuzzFrames (LeakSanitizer): the session held its delegate, the delegate
+    /// held the session and its own MCP handlers, so no session was ever freed — one per
+    /// `POST /mcp` request of serve-http.
+    @Test func aClosedSessionAndItsDelegateAreFreed() async throws {
+        weak var session: Session?
+        weak var delegate: (any SessionDelegate)?
+        do {
+            let connection = LocalConnection()
+            _ = try await connection.call(1, "initialize", ["protocolVersion": "2025-06-18", "capabilities": [:]])
+            _ = try await connection.call(2, "tools/list")
+            session = connection.session
+            delegate = connection.session.delegate
+            connection.session.stopAdmitting()
+            connection.session.drain()
+            connection.session.close()
+            #expect(try await connection.call(3, "tools/list")["error"]?["code"] == .int(-32600))
+        }
+        for _ in 0..<100 where session != nil || delegate != nil { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(session == nil)
+        #expect(delegate == nil)
     }
 
     @Test func readOnlyGuardFollowsTheDescriptorsAccess() async throws {

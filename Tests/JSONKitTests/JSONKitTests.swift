@@ -27,6 +27,14 @@ import Testing
         #expect(throws: JSONParseError.self) { try JSONParser.parse(text) }
     }
 
+    /// Found by Fuzz/FuzzJSON: 1e400 read as infinity, which the writer sends back as null.
+    @Test(arguments: ["1e400", "-1e400", "[0.1,123456789011e2345901234567890]", "1" + String(repeating: "0", count: 400) + ".0"])
+    func refusesNumbersBeyondDoubleRange(_ text: String) throws {
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(text) }
+        #expect(try JSONParser.parse("1e308") == .double(1e308))
+        #expect(try JSONParser.parse("1e-400") == .double(0))
+    }
+
     @Test func boundsNestingDepth() {
         let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
         #expect(throws: JSONParseError.self) { try JSONParser.parse(deep) }

@@ -34,5 +34,8 @@ import Testing
         // Hostile references are refused, not overflowed.
         #expect(XLSXReader.cellRef(Array(String(repeating: "Z", count: 40).utf8)) == nil)
         #expect(XLSXReader.cellRef(Array(("A" + String(repeating: "9", count: 40)).utf8)) == nil)
+        // Found by FuzzXLSX: these overflowed Int and killed the process.
+        #expect(XLSXReader.cellRef(Array("AAAAAAAAAAAAAAAAAAAA1".utf8)) == nil)
+        #expect(XLSXReader.cellRef(Array(("A" + String(repeating: "9", count: 30)).utf8)) == nil)
     }
 }

@@ -193,7 +193,8 @@ struct XLSXReader: RecordReader {
         merges = found.map { (r0: $0.0, c0: $0.1, r1: $0.2, c1: $0.3) }
     }
 
-    /// "C7" → column 3, row 7.
+    /// "C7" → column 3, row 7; nil past a sheet's bounds (XFD, row 1,048,576), so that a
+    /// forged reference such as "AAAAAAAAAAAAAAA1" cannot overflow (found by FuzzXLSX).
     static func cellRef(_ s: [UInt8]) -> (column: Int, row: Int)? {
         var column = 0
         var row = 0
@@ -211,6 +212,9 @@ struct XLSXReader: RecordReader {
         }
         return column > 0 ? (column, row) : nil
     }
+
+    static let maxColumn = 16_384
+    static let maxRow = 1_048_576
 
     mutating func next(into record: inout Record) throws -> Bool {
         while true {

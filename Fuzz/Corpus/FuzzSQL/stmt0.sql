@@ -1,0 +1,1 @@
+SELECT region, sum(amount) FROM sales GROUP BY 1 ORDER BY 2 DESC

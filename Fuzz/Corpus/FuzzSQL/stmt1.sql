@@ -1,0 +1,1 @@
+SELECT * FROM t WHERE day > ? AND note LIKE '%a%'

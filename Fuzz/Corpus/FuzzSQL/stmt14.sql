@@ -1,0 +1,1 @@
+SELECT * FROM s0.rows

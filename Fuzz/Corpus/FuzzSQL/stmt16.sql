@@ -1,0 +1,1 @@
+SELECT upper(region) || "note" FROM sales -- c

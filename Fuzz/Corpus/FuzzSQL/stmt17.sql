@@ -1,0 +1,1 @@
+SELECT random(), datetime('now') FROM sales /* c */

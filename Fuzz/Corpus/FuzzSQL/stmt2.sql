@@ -1,0 +1,1 @@
+WITH x(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM x WHERE n < 100) SELECT count(*) FROM x, t

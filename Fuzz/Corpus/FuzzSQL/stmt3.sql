@@ -1,0 +1,1 @@
+SELECT * FROM "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f" AS s JOIN sales USING (region)

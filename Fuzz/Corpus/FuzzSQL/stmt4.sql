@@ -1,0 +1,1 @@
+SELECT json_object('a', amount), printf('%.*c', 1000000, 'x') FROM sales

@@ -1,0 +1,1 @@
+INSERT INTO sales SELECT * FROM sales
