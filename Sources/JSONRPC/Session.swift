@@ -197,10 +197,6 @@ public final class Session: Sendable {
     }
 
     private func dispatchRequest(id: JSONValue, method: String, params: JSONValue?, sink: ResponseSink, gate: BatchGate? = nil) {
-        guard let delegate else {
-            sink.deliver(id: id, .failure(.internalError("no service attached")))
-            return
-        }
         if state.withLock({ $0.closing }) {
             sink.deliver(id: id, .failure(.invalidRequest("server is shutting down")))
             return
