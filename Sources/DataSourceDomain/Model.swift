@@ -365,6 +365,32 @@ public struct DataQuery: Sendable {
     }
 }
 
+extension DataQuery {
+    /// The sort keys and the columns to return, as positions in a source's `columns`, checked
+    /// the same way on every store: a name the source lacks is INVALID_PARAMETERS naming the
+    /// allowed ones; `columns` must name at least one column, and none twice.
+    public func positions(in columns: [DataColumn]) throws -> (sortKeys: [(index: Int, direction: SortDirection)], returned: [Int]) {
+        let names = columns.map(\.name)
+        func position(_ name: String, of parameter: String) throws -> Int {
+            guard let index = names.firstIndex(of: name) else {
+                throw DataSourceError.invalidParameter(
+                    parameter, value: .string(name), reason: "no such column", extra: ["allowed": .array(names.map { .string($0) })])
+            }
+            return index
+        }
+        let sortKeys = try keys.map { key in (index: try position(key.column, of: "sort"), direction: key.direction) }
+        guard let wanted = self.columns else { return (sortKeys, Array(columns.indices)) }
+        guard !wanted.isEmpty else {
+            throw DataSourceError.invalidParameter("columns", value: .array([]), reason: "must name at least one column")
+        }
+        let returned = try wanted.map { try position($0, of: "columns") }
+        guard Set(returned).count == returned.count else {
+            throw DataSourceError.invalidParameter("columns", value: nil, reason: "names a column twice")
+        }
+        return (sortKeys, returned)
+    }
+}
+
 public struct DataPage: Sendable {
     public var columns: [DataColumn]
     /// Each row's values in `columns` order.

@@ -111,33 +111,8 @@ struct ServeHTTP: AsyncParsableCommand {
             logger.critical("cannot open the store at \(root.path): \(error)")
             throw ExitCode.failure
         }
-        let keys = (try? local.listKeys()) ?? []
-        if keys.isEmpty, !noAuth {
-            FileHandle.standardError.write(Data("""
-                Error: the store at \(root.path) has no API key, so serve-http would give everyone full access. \
-                Create one (datasource-agent keys create --scope write --store \(root.path)), or pass --no-auth \
-                on a loopback address.\n
-                """.utf8))
-            throw ExitCode.failure
-        }
-        if !keys.isEmpty, noAuth {
-            logger.warning("--no-auth has no effect: the store has API keys, and every request must present one")
-        }
-        let environment = storeOptions.environment
-        let service = AgentService(
-            backend: local,
-            configuration: ServiceConfiguration(
-                version: DatasourceAgent.version, backendName: "local", readOnly: readOnlyValue,
-                debugMethods: environment["DATASOURCE_AGENT_DEBUG_METHODS"] == "1"),
-            logger: logger)
-        let rest = RESTServer(
-            service: service, authority: local,
-            configuration: RESTServer.Configuration(
-                host: host, port: port, publicURL: publicURL, rateLimit: rateLimit, maxUploadBytes: maxUploadBytes,
-                portFile: portFile, version: DatasourceAgent.version,
-                eventsHeartbeat: Self.milliseconds(environment["DATASOURCE_AGENT_EVENTS_HEARTBEAT_MS"]) ?? .seconds(15),
-                eventsTokenLifetime: Self.milliseconds(environment["DATASOURCE_AGENT_EVENTS_TOKEN_TTL_MS"]) ?? .seconds(60)),
-            logger: logger)
+        try refuseOpenAccess(keyCount: (try? local.listKeys())?.count ?? 0, store: root.path, logger: logger)
+        let rest = restServer(backend: local, authority: local, backendName: "local", host: host, port: port, logger: logger)
         // Download and export links use the REST listener's origin.
         local.attachDownloadServer(rest)
         // Reverse order at shutdown: the REST listener drains its requests first, the watcher
@@ -150,12 +125,7 @@ struct ServeHTTP: AsyncParsableCommand {
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
-        do {
-            try await group.run()
-        } catch {
-            FileHandle.standardError.write(Data("Error: serve-http stopped: \(error)\n".utf8))
-            throw ExitCode.failure
-        }
+        try await Self.run(group)
     }
 }
 
@@ -170,34 +140,13 @@ extension ServeHTTP {
             logger.critical("cannot open the PostgreSQL store \(url.redacted): \(String(reflecting: error))")
             throw ExitCode.failure
         }
-        let keys = (try? await postgres.listKeys()) ?? []
-        if keys.isEmpty, !noAuth {
-            FileHandle.standardError.write(Data("""
-                Error: the store \(url.redacted) has no API key, so serve-http would give everyone full access. \
-                Create one (datasource-agent keys create --scope write --store \(url.redacted)), or pass --no-auth \
-                on a loopback address.\n
-                """.utf8))
+        do {
+            try refuseOpenAccess(keyCount: (try? await postgres.listKeys())?.count ?? 0, store: url.redacted, logger: logger)
+        } catch {
             await postgres.shutDown()
-            throw ExitCode.failure
+            throw error
         }
-        if !keys.isEmpty, noAuth {
-            logger.warning("--no-auth has no effect: the store has API keys, and every request must present one")
-        }
-        let environment = storeOptions.environment
-        let service = AgentService(
-            backend: postgres,
-            configuration: ServiceConfiguration(
-                version: DatasourceAgent.version, backendName: "postgres", readOnly: readOnlyValue,
-                debugMethods: environment["DATASOURCE_AGENT_DEBUG_METHODS"] == "1"),
-            logger: logger)
-        let rest = RESTServer(
-            service: service, authority: postgres,
-            configuration: RESTServer.Configuration(
-                host: host, port: port, publicURL: publicURL, rateLimit: rateLimit, maxUploadBytes: maxUploadBytes,
-                portFile: portFile, version: DatasourceAgent.version,
-                eventsHeartbeat: Self.milliseconds(environment["DATASOURCE_AGENT_EVENTS_HEARTBEAT_MS"]) ?? .seconds(15),
-                eventsTokenLifetime: Self.milliseconds(environment["DATASOURCE_AGENT_EVENTS_TOKEN_TTL_MS"]) ?? .seconds(60)),
-            logger: logger)
+        let rest = restServer(backend: postgres, authority: postgres, backendName: "postgres", host: host, port: port, logger: logger)
         postgres.attachDownloadServer(rest)
         // The store first, so it stops last: the REST listener drains its requests before
         // the leases are given up and the connections close.
@@ -205,6 +154,47 @@ extension ServeHTTP {
             services: [.init(service: postgres), .init(service: rest, successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
+        try await Self.run(group)
+    }
+
+    /// A store without keys would give everyone full access: refused unless `--no-auth`
+    /// (accepted only on a loopback address, checked before).
+    func refuseOpenAccess(keyCount: Int, store: String, logger: Logger) throws {
+        if keyCount == 0, !noAuth {
+            FileHandle.standardError.write(Data("""
+                Error: the store \(store) has no API key, so serve-http would give everyone full access. \
+                Create one (datasource-agent keys create --scope write --store \(store)), or pass --no-auth \
+                on a loopback address.\n
+                """.utf8))
+            throw ExitCode.failure
+        }
+        if keyCount > 0, noAuth {
+            logger.warning("--no-auth has no effect: the store has API keys, and every request must present one")
+        }
+    }
+
+    /// The REST face over `backend`, configured from the options and the environment.
+    func restServer(
+        backend: any DataSourceBackend, authority: any DownloadAuthority, backendName: String, host: String, port: Int, logger: Logger
+    ) -> RESTServer {
+        let environment = storeOptions.environment
+        let service = AgentService(
+            backend: backend,
+            configuration: ServiceConfiguration(
+                version: DatasourceAgent.version, backendName: backendName, readOnly: readOnlyValue,
+                debugMethods: environment["DATASOURCE_AGENT_DEBUG_METHODS"] == "1"),
+            logger: logger)
+        return RESTServer(
+            service: service, authority: authority,
+            configuration: RESTServer.Configuration(
+                host: host, port: port, publicURL: publicURL, rateLimit: rateLimit, maxUploadBytes: maxUploadBytes,
+                portFile: portFile, version: DatasourceAgent.version,
+                eventsHeartbeat: Self.milliseconds(environment["DATASOURCE_AGENT_EVENTS_HEARTBEAT_MS"]) ?? .seconds(15),
+                eventsTokenLifetime: Self.milliseconds(environment["DATASOURCE_AGENT_EVENTS_TOKEN_TTL_MS"]) ?? .seconds(60)),
+            logger: logger)
+    }
+
+    static func run(_ group: ServiceGroup) async throws {
         do {
             try await group.run()
         } catch {

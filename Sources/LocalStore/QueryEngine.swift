@@ -78,13 +78,7 @@ final class QueryEngine: Sendable {
 
     func page(_ query: DataQuery, columns: [DataColumn], rowCount: Int) throws -> DataPage {
         let names = columns.map(\.name)
-        let sortKeys = try query.keys.map { key -> (index: Int, direction: SortDirection) in
-            guard let index = names.firstIndex(of: key.column) else {
-                throw DataSourceError.invalidParameter(
-                    "sort", value: .string(key.column), reason: "no such column", extra: ["allowed": .array(names.map { .string($0) })])
-            }
-            return (index, key.direction)
-        }
+        let (sortKeys, returned) = try query.positions(in: columns)
         // One sort column is served by an index per direction; several by a scan and a sorter.
         let sortIndex = sortKeys.count == 1 ? sortKeys[0].index : nil
         var whereSQL = ""
@@ -109,22 +103,6 @@ final class QueryEngine: Sendable {
 
         // The returned columns (all, or those asked for, in that order), then the sort column
         // if it is not among them: the keyset needs its value.
-        var returned = Array(columns.indices)
-        if let wanted = query.columns {
-            guard !wanted.isEmpty else {
-                throw DataSourceError.invalidParameter("columns", value: .array([]), reason: "must name at least one column")
-            }
-            returned = try wanted.map { name in
-                guard let index = names.firstIndex(of: name) else {
-                    throw DataSourceError.invalidParameter(
-                        "columns", value: .string(name), reason: "no such column", extra: ["allowed": .array(names.map { .string($0) })])
-                }
-                return index
-            }
-            guard Set(returned).count == returned.count else {
-                throw DataSourceError.invalidParameter("columns", value: nil, reason: "names a column twice")
-            }
-        }
         let fetchedColumns = returned + sortKeys.map(\.index).filter { !returned.contains($0) }
         let sortPositions = sortKeys.map { key in fetchedColumns.firstIndex(of: key.index)! }
         let selectList = (["rowid"] + fetchedColumns.map { "c\($0)" }).joined(separator: ", ")

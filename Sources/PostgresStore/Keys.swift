@@ -43,7 +43,7 @@ extension PostgresBackend {
     func keyRecords() async throws -> [KeyRecord] {
         var records: [KeyRecord] = []
         let rows = try await client.query(
-            "SELECT id, name, scope, key_hash, created_at, last_used_at FROM datasource_agent.api_keys ORDER BY created_at, id", logger: logger)
+            "SELECT id, name, scope, key_hash, created_at, last_used_at FROM datasource_agent.api_keys ORDER BY created_at, sequence", logger: logger)
         for try await (id, name, scope, hash, created, used) in rows.decode((String, String?, String, String, Int64, Int64?).self) {
             records.append(KeyRecord(id: id, name: name, scope: KeyScope(rawValue: scope) ?? .read, keyHash: hash, createdAt: created, lastUsedAt: used))
         }

@@ -108,30 +108,7 @@ struct RowPageQuery {
     let counts: FilterCounts
 
     func run(_ client: PostgresClient, logger: Logger) async throws -> DataPage {
-        let names = columns.map(\.name)
-        let sortKeys = try query.keys.map { key -> (index: Int, direction: SortDirection) in
-            guard let index = names.firstIndex(of: key.column) else {
-                throw DataSourceError.invalidParameter(
-                    "sort", value: .string(key.column), reason: "no such column", extra: ["allowed": .array(names.map { .string($0) })])
-            }
-            return (index, key.direction)
-        }
-        var returned = Array(columns.indices)
-        if let wanted = query.columns {
-            guard !wanted.isEmpty else {
-                throw DataSourceError.invalidParameter("columns", value: .array([]), reason: "must name at least one column")
-            }
-            returned = try wanted.map { name in
-                guard let index = names.firstIndex(of: name) else {
-                    throw DataSourceError.invalidParameter(
-                        "columns", value: .string(name), reason: "no such column", extra: ["allowed": .array(names.map { .string($0) })])
-                }
-                return index
-            }
-            guard Set(returned).count == returned.count else {
-                throw DataSourceError.invalidParameter("columns", value: nil, reason: "names a column twice")
-            }
-        }
+        let (sortKeys, returned) = try query.positions(in: columns)
         let filterText = query.filter?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         var compiler = PostgresFilterSQL(columns: columns)
         var conditions: [String] = []

@@ -108,7 +108,11 @@ enum Schema {
             """,
         ]),
         // Spreadsheets report their sheets in `get` (as on a local store); older rows have none.
-        (4, ["ALTER TABLE datasource_agent.datasources ADD COLUMN sheets_json text"]),
+        // Keys made in the same second are listed in the order they were made.
+        (4, [
+            "ALTER TABLE datasource_agent.datasources ADD COLUMN sheets_json text",
+            "ALTER TABLE datasource_agent.api_keys ADD COLUMN sequence bigserial",
+        ]),
     ]
 
     /// Brings the schema to the latest version (a no-op when it is there already).
