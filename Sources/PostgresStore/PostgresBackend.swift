@@ -137,7 +137,16 @@ public final class PostgresBackend: DataSourceBackend, Service {
             throw DataSourceError.processingFailed(id: record.id, message: record.errorMessage ?? "processing failed")
         case .completed:
             let page = RowPageQuery(query: query, columns: record.columns ?? [], rowCount: record.rowCount ?? 0, secret: secret, counts: counts)
-            return try await storing { try await page.run(client, logger: logger) }
+            do {
+                return try await storing { try await page.run(client, logger: logger) }
+            } catch let error as DataSourceError where error.code == .storageError {
+                // Another agent may have deleted the source (and dropped its table) since the
+                // catalog was read: that is a source not found, not a store that failed.
+                if try await storing({ try await catalog.record(query.datasourceId) }) == nil {
+                    throw DataSourceError.notFound(query.datasourceId.rawValue)
+                }
+                throw error
+            }
         }
     }
 

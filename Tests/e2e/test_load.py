@@ -32,8 +32,8 @@ def test_many_requests_in_flight_over_stdio(tmp_path):
     assert_memory_bounded(figures, "stdio")
 
 
-def test_four_agents_on_one_store(tmp_path):
-    figures = loadkit.many_agents_one_store(tmp_path / "store", agents=4, seconds=12, window=16)
+def test_four_agents_on_one_store(any_store, request):
+    figures = loadkit.many_agents_one_store(any_store, agents=4, seconds=12, window=16)
     for index, agent in enumerate(figures["agents"]):
         assert_answered_once(agent, f"agent {index}")
         assert_memory_bounded(agent, f"agent {index}")
@@ -44,6 +44,13 @@ def test_four_agents_on_one_store(tmp_path):
         assert agent["notifications"].get("datasources/statusChanged", 0) >= 10, agent
     assert figures["sources_at_end"] > 0
     assert figures["orphan_files"] == [], "files of deleted sources were left (or recreated) in the store"
+    if isinstance(any_store, str):  # PostgreSQL: no table or original outlives its source
+        cluster, database = request.getfixturevalue("pg_cluster"), any_store.rsplit("/", 1)[1]
+        tables = cluster.psql(database, "SELECT count(*) FROM pg_tables WHERE schemaname = 'datasource_agent' AND tablename LIKE 'rows\\_%' "
+                                        "AND substr(tablename, 6) NOT IN (SELECT id FROM datasource_agent.datasources)")
+        originals = cluster.psql(database, "SELECT count(*) FROM datasource_agent.originals o WHERE NOT EXISTS "
+                                           "(SELECT 1 FROM datasource_agent.datasources d WHERE d.id = o.datasource_id)")
+        assert (tables, originals) == ("0", "0"), "tables or originals of deleted sources were left in the database"
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (scripts/test installs it)")
