@@ -48,8 +48,11 @@ let package = Package(
         fuzzer("FuzzFilter", ["DataSourceDomain", "LocalStore"], also: [.product(name: "GRDB", package: "GRDB.swift")]),
         fuzzer("FuzzDelimited", [], also: ["IngestFuzzing"]),
         fuzzer("FuzzJSONReaders", [], also: ["IngestFuzzing"]),
-        // The ODS and PDF readers are being written beside this; their fuzzers follow them.
         fuzzer("FuzzXLSX", [], also: ["IngestFuzzing", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        fuzzer("FuzzODS", [], also: ["IngestFuzzing", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        // poppler comes with LocalStore (its PDFText target links poppler-cpp through pkg-config).
+        fuzzer("FuzzPDF", [], also: ["IngestFuzzing"]),
+        fuzzer("FuzzPDFTable", ["LocalStore"]),
         fuzzer("FuzzSQL", ["DataSourceDomain", "LocalStore"]),
         fuzzer("FuzzMultipart", ["RESTFace"]),
     ]
