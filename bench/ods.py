@@ -11,7 +11,6 @@ odfpy itself takes minutes to write 100,000 rows.
 """
 import argparse
 import datetime as dt
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,8 @@ from xml.sax.saxutils import escape
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "Tests" / "e2e"))
 
-from agentproc import Agent  # noqa: E402
+# The agent side is the XLSX benchmark's own: one upload timed to its statusChanged, peak RSS.
+from xlsx import agent_run  # noqa: E402
 
 MIMETYPE = "application/vnd.oasis.opendocument.spreadsheet"
 NS = (
@@ -89,31 +89,6 @@ def odfpy_run(path: Path) -> tuple[float, float]:
     )
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout.split()
     return float(out[0]), float(out[1])
-
-
-def peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def agent_run(path: Path, binary: str | None) -> tuple[float, float, int]:
-    if binary:
-        os.environ["DATASOURCE_AGENT_BIN"] = binary
-    with tempfile.TemporaryDirectory() as store:
-        with Agent(Path(store)) as agent:
-            agent.initialize()
-            t = time.perf_counter()
-            result = agent.call("datasources/upload", {"path": str(path)})
-            note = agent.wait_notification(
-                "datasources/statusChanged", lambda p: p["datasourceId"] == result["datasourceId"], timeout=600)
-            seconds = time.perf_counter() - t
-            assert note["status"] == "completed", note
-            rss = peak_rss_mib(agent.proc.pid)
-            details = agent.call("datasources/get", {"datasourceId": result["datasourceId"]})
-            return seconds, rss, details.get("rowCount", -1)
 
 
 def main() -> None:
