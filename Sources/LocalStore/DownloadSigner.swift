@@ -20,6 +20,24 @@ public struct DownloadSigner: Sendable {
         return "\(origin)\(path)?\(q)\(DownloadLinkShape.expiresParameter)=\(expires)&\(DownloadLinkShape.signatureParameter)=\(signature)"
     }
 
+    /// The origin a listener serves links on; a listener that cannot start is ACCESS_DENIED
+    /// with its reason (every store says it the same way).
+    public static func origin(of server: any DownloadOrigin) async throws -> String {
+        do {
+            return try await server.origin()
+        } catch {
+            throw DataSourceError(.accessDenied, details: ["reason": .string("download links are not available: \(error)")])
+        }
+    }
+
+    /// The signed link of an export of `query` from the source named `sourceFileName`.
+    public func exportLink(origin: String, query: DataQuery, format: ExportFormat, expiresIn seconds: Int, sourceFileName: String) -> DownloadLink {
+        let expiresAt = Timestamp.now().adding(seconds: Int64(seconds))
+        let spec = ExportSpec(query: query, format: format)
+        let link = url(origin: origin, path: DownloadLinkShape.exportPath(for: query.datasourceId), query: spec.encoded, expiresAt: expiresAt)
+        return DownloadLink(downloadUrl: link, fileName: spec.fileName(for: sourceFileName), expiresAt: expiresAt, fileSize: nil)
+    }
+
     public enum Verdict: Equatable {
         case valid
         case invalid(reason: String)

@@ -21,12 +21,9 @@ extension LocalBackend {
         _ = try await data(probe)
         let record = try await offCooperativePool { [self] in try storing { try catalog.record(query.datasourceId) } }
         guard let record else { throw DataSourceError.notFound(query.datasourceId.rawValue) }
-        let origin = try await Self.origin(of: server)
-        let expiresAt = Timestamp.now().adding(seconds: Int64(seconds))
-        let spec = ExportSpec(query: query, format: format)
-        let url = DownloadSigner(secret: secret).url(
-            origin: origin, path: DownloadLinkShape.exportPath(for: query.datasourceId), query: spec.encoded, expiresAt: expiresAt)
-        return DownloadLink(downloadUrl: url, fileName: spec.fileName(for: record.fileName), expiresAt: expiresAt, fileSize: nil)
+        let origin = try await DownloadSigner.origin(of: server)
+        return DownloadSigner(secret: secret).exportLink(
+            origin: origin, query: query, format: format, expiresIn: seconds, sourceFileName: record.fileName)
     }
 
     public func authorizeExport(path: String, query: String?, expires: String?, signature: String?) async -> ExportAuthorization {

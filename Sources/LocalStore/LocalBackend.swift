@@ -234,7 +234,7 @@ public final class LocalBackend: DataSourceBackend {
         guard let server = downloadServer.withLock({ $0 }) else {
             throw DataSourceError(.accessDenied, details: ["reason": "download links are not available in this process"])
         }
-        let origin = try await Self.origin(of: server)
+        let origin = try await DownloadSigner.origin(of: server)
         let expiresAt = Timestamp.now().adding(seconds: Int64(seconds))
         return DownloadLink(
             downloadUrl: DownloadSigner(secret: secret).url(origin: origin, id: id, expiresAt: expiresAt),
@@ -244,14 +244,6 @@ public final class LocalBackend: DataSourceBackend {
     var downloadServerForLinks: (any DownloadOrigin)? { downloadServer.withLock { $0 } }
 
     /// The listener's origin; a listener that cannot run makes links unavailable, said plainly.
-    static func origin(of server: any DownloadOrigin) async throws -> String {
-        do {
-            return try await server.origin()
-        } catch {
-            throw DataSourceError(.accessDenied, details: ["reason": .string("download links are not available: \(error)")])
-        }
-    }
-
     /// Connects the listener that serves download links (wired by the executable).
     public func attachDownloadServer(_ server: any DownloadOrigin) {
         downloadServer.withLock { $0 = server }

@@ -15,12 +15,7 @@ extension PostgresBackend: DownloadAuthority {
         guard let server = downloadServer.withLock({ $0 }) else {
             throw DataSourceError(.accessDenied, details: ["reason": "download links are not available in this process"])
         }
-        let origin: String
-        do {
-            origin = try await server.origin()
-        } catch {
-            throw DataSourceError(.accessDenied, details: ["reason": .string("download links are not available: \(error)")])
-        }
+        let origin = try await DownloadSigner.origin(of: server)
         let expiresAt = Timestamp.now().adding(seconds: Int64(seconds))
         let url = DownloadSigner(secret: secret).url(origin: origin, id: id, expiresAt: expiresAt)
         return DownloadLink(downloadUrl: url, fileName: record.fileName, expiresAt: expiresAt, fileSize: record.fileSize)
@@ -91,17 +86,9 @@ extension PostgresBackend: DownloadAuthority {
         guard let record = try await storing({ try await catalog.record(query.datasourceId) }) else {
             throw DataSourceError.notFound(query.datasourceId.rawValue)
         }
-        let origin: String
-        do {
-            origin = try await server.origin()
-        } catch {
-            throw DataSourceError(.accessDenied, details: ["reason": .string("download links are not available: \(error)")])
-        }
-        let expiresAt = Timestamp.now().adding(seconds: Int64(seconds))
-        let spec = ExportSpec(query: query, format: format)
-        let url = DownloadSigner(secret: secret).url(
-            origin: origin, path: DownloadLinkShape.exportPath(for: query.datasourceId), query: spec.encoded, expiresAt: expiresAt)
-        return DownloadLink(downloadUrl: url, fileName: spec.fileName(for: record.fileName), expiresAt: expiresAt, fileSize: nil)
+        let origin = try await DownloadSigner.origin(of: server)
+        return DownloadSigner(secret: secret).exportLink(
+            origin: origin, query: query, format: format, expiresIn: seconds, sourceFileName: record.fileName)
     }
 
     public func authorizeExport(path: String, query: String?, expires: String?, signature: String?) async -> ExportAuthorization {
