@@ -154,22 +154,29 @@ def test_upload_tool_with_progress_token_waits_and_reports(store):
         assert details["status"] == "completed"
 
 
+async def cancel_an_upload(client, path: str, after: float):
+    """Starts uploading `path` as a tool call with progress, cancels it after `after` seconds,
+    and returns `list_datasources` from the same session, which must still be usable."""
+    async def on_progress(value, total, message):
+        pass
+
+    call = asyncio.create_task(client.call_tool("upload_datasource", {"path": path}, progress_callback=on_progress))
+    await asyncio.sleep(after)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    listed = await client.call_tool("list_datasources", {})
+    assert not listed.is_error
+    return listed
+
+
 def test_sdk_cancellation(store, tmp_path):
     big = big_csv(tmp_path, rows=400_000)
 
     async def scenario():
         async with Client(server(store), mode="legacy") as client:
-            async def on_progress(value, total, message):
-                pass
-
-            call = asyncio.create_task(client.call_tool("upload_datasource", {"path": big}, progress_callback=on_progress))
-            await asyncio.sleep(0.3)
-            call.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await call
-            # the session is still usable after the cancellation
-            listed = await client.call_tool("list_datasources", {})
-            assert not listed.is_error and listed.structured_content["pagination"]["total"] == 1
+            listed = await cancel_an_upload(client, big, after=0.3)
+            assert listed.structured_content["pagination"]["total"] == 1
 
     asyncio.run(scenario())
 
@@ -356,16 +363,8 @@ def test_sdk_cancellation_2026(store, tmp_path):
         async with Client(server(store), mode="auto") as client:
             assert client.protocol_version == "2026-07-28"
 
-            async def on_progress(value, total, message):
-                pass
-
-            call = asyncio.create_task(client.call_tool("upload_datasource", {"path": big}, progress_callback=on_progress))
-            await asyncio.sleep(0.3)
-            call.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await call
-            listed = await client.call_tool("list_datasources", {})
-            assert not listed.is_error and listed.structured_content["pagination"]["total"] == 1
+            listed = await cancel_an_upload(client, big, after=0.3)
+            assert listed.structured_content["pagination"]["total"] == 1
 
     asyncio.run(scenario())
 

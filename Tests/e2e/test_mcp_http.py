@@ -13,6 +13,7 @@ import requests
 
 from agentproc import ROOT
 from restproc import RestServer, create_key
+from test_mcp import cancel_an_upload
 
 mcp = pytest.importorskip("mcp")
 import httpx2  # noqa: E402
@@ -232,15 +233,6 @@ def test_sdk_cancellation_over_http(rest, tmp_path):
         async with connect(rest.url, rest.write, "auto") as client:
             assert client.protocol_version == "2026-07-28"
 
-            async def on_progress(value, total, message):
-                pass
-
-            call = asyncio.create_task(client.call_tool("upload_datasource", {"path": big}, progress_callback=on_progress))
-            await asyncio.sleep(0.5)
-            call.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await call
-            listed = await client.call_tool("list_datasources", {})
-            assert not listed.is_error
+            await cancel_an_upload(client, big, after=0.5)
 
     asyncio.run(scenario())
