@@ -38,6 +38,33 @@ public struct SQLQuery: Sendable {
     }
 }
 
+extension SQLQuery {
+    /// The sources the statement names, in order of first mention, each with every name it
+    /// goes by: the ids it quotes (`quotedIDs`, as the engine's dialect finds them), then the
+    /// aliases of `sources`. An alias that another source is called in the statement, or more
+    /// than `maxSources` sources, is INVALID_PARAMETERS — the same on every store.
+    public func namedSources(quotedIDs: [(name: String, id: DataSourceID)]) throws -> [(id: DataSourceID, names: [String])] {
+        var namesByID: [DataSourceID: [String]] = [:]
+        var order: [DataSourceID] = []
+        func add(_ id: DataSourceID, name: String) {
+            if namesByID[id] == nil { order.append(id) }
+            if namesByID[id]?.contains(name) != true { namesByID[id, default: []].append(name) }
+        }
+        for (name, id) in quotedIDs { add(id, name: name) }
+        for (alias, id) in sources {
+            if let other = namesByID.first(where: { $0.key != id && $0.value.contains { $0.lowercased() == alias.lowercased() } }) {
+                throw DataSourceError.invalidParameter(
+                    "sources.\(alias)", value: .string(id.rawValue), reason: "is also the name of \(other.key.rawValue) in the statement")
+            }
+            add(id, name: alias)
+        }
+        guard order.count <= Self.maxSources else {
+            throw Self.invalid("a query may name at most \(Self.maxSources) data sources; it names \(order.count)")
+        }
+        return order.map { ($0, namesByID[$0] ?? []) }
+    }
+}
+
 public struct SQLQueryResult: Sendable {
     public var columns: [DataColumn]
     public var rows: [[JSONValue]]

@@ -114,26 +114,9 @@ public final class LocalBackend: DataSourceBackend {
     /// Resolves the sources the statement names (quoted ids, or aliases from `sources`) to
     /// their row files, then runs it (`SQLQueryEngine`).
     private func queryNow(_ request: SQLQuery, interrupt: QueryInterrupt) throws -> SQLQueryResult {
-        var namesByID: [DataSourceID: [String]] = [:]
-        var order: [DataSourceID] = []
-        func add(_ id: DataSourceID, name: String) {
-            if namesByID[id] == nil { order.append(id) }
-            if namesByID[id]?.contains(name) != true { namesByID[id, default: []].append(name) }
-        }
-        for (quoted, id) in Self.quotedIdentifiers(in: request.sql).compactMap({ q in DataSourceID(q).map { (q, $0) } }) {
-            add(id, name: quoted)
-        }
-        for (alias, id) in request.sources {
-            if let other = namesByID.first(where: { $0.key != id && $0.value.contains { $0.lowercased() == alias.lowercased() } }) {
-                throw DataSourceError.invalidParameter(
-                    "sources.\(alias)", value: .string(id.rawValue), reason: "is also the name of \(other.key.rawValue) in the statement")
-            }
-            add(id, name: alias)
-        }
-        guard order.count <= SQLQuery.maxSources else {
-            throw SQLQuery.invalid("a query may name at most \(SQLQuery.maxSources) data sources; it names \(order.count)")
-        }
-        let sources = try order.map { id -> SQLSource in
+        let named = try request.namedSources(
+            quotedIDs: Self.quotedIdentifiers(in: request.sql).compactMap { q in DataSourceID(q).map { (q, $0) } })
+        let sources = try named.map { id, names -> SQLSource in
             guard let state = try storing({ try catalog.queryState(id) }) else {
                 throw SQLQuery.invalid("no data source \(id.rawValue)")
             }
@@ -143,7 +126,7 @@ public final class LocalBackend: DataSourceBackend {
             case .failed:
                 throw DataSourceError.processingFailed(id: id, message: state.errorMessage ?? "processing failed")
             case .completed:
-                return SQLSource(id: id, names: namesByID[id] ?? [], columns: try completedColumns(id), path: layout.table(id.rawValue).path)
+                return SQLSource(id: id, names: names, columns: try completedColumns(id), path: layout.table(id.rawValue).path)
             }
         }
         return try SQLQueryEngine.run(request, sources: sources, interrupt: interrupt)

@@ -153,27 +153,11 @@ public final class PostgresBackend: DataSourceBackend, Service {
     /// Resolves the sources the statement names (quoted ids, or aliases from `sources`) to
     /// their tables and columns, then runs it read-only (`PostgresSQLQuery`).
     public func query(_ request: SQLQuery) async throws -> SQLQueryResult {
-        var namesByID: [DataSourceID: [String]] = [:]
-        var order: [DataSourceID] = []
-        func add(_ id: DataSourceID, name: String) {
-            if namesByID[id] == nil { order.append(id) }
-            if namesByID[id]?.contains(name) != true { namesByID[id, default: []].append(name) }
-        }
-        for quoted in PostgresSQLQuery.quotedNames(in: request.sql) {
-            if let id = DataSourceID(quoted), id.rawValue == quoted { add(id, name: quoted) }
-        }
-        for (alias, id) in request.sources {
-            if let other = namesByID.first(where: { $0.key != id && $0.value.contains { $0.lowercased() == alias.lowercased() } }) {
-                throw DataSourceError.invalidParameter(
-                    "sources.\(alias)", value: .string(id.rawValue), reason: "is also the name of \(other.key.rawValue) in the statement")
-            }
-            add(id, name: alias)
-        }
-        guard order.count <= SQLQuery.maxSources else {
-            throw SQLQuery.invalid("a query may name at most \(SQLQuery.maxSources) data sources; it names \(order.count)")
-        }
+        // Only an id quoted exactly as it is written (lower case) names a source's table here.
+        let named = try request.namedSources(
+            quotedIDs: PostgresSQLQuery.quotedNames(in: request.sql).compactMap { q in DataSourceID(q).flatMap { $0.rawValue == q ? (q, $0) : nil } })
         var sources: [PostgresSQLQuery.Source] = []
-        for id in order {
+        for (id, names) in named {
             guard let record = try await storing({ try await catalog.record(id) }) else { throw SQLQuery.invalid("no data source \(id.rawValue)") }
             switch record.status {
             case .processing:
@@ -182,7 +166,7 @@ public final class PostgresBackend: DataSourceBackend, Service {
             case .failed:
                 throw DataSourceError.processingFailed(id: id, message: record.errorMessage ?? "processing failed")
             case .completed:
-                sources.append(PostgresSQLQuery.Source(id: id, names: namesByID[id] ?? [], columns: record.columns ?? []))
+                sources.append(PostgresSQLQuery.Source(id: id, names: names, columns: record.columns ?? []))
             }
         }
         let statement = PostgresSQLQuery(request: request, sources: sources)
