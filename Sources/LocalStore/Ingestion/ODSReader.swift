@@ -150,25 +150,7 @@ struct ODSReader: RecordReader {
                 lastEmitted = rowNumber
                 continue
             }
-            if let width {
-                if row.count < width { row += Array(repeating: nil, count: width - row.count) } else if row.count > width {
-                    while row.count > width, row.last.map({ $0 == nil }) == true { row.removeLast() }
-                }
-            }
-            record.reset()
-            record.textOnly.removeAll(keepingCapacity: true)
-            for cell in row {
-                if let cell {
-                    record.appendField(cell.text)
-                    record.textOnly.append(cell.isText)
-                } else {
-                    record.endField()
-                    record.textOnly.append(false)
-                }
-            }
-            for (column, text) in errors where width.map({ column < $0 }) ?? true {
-                record.fieldNotes.append(Record.FieldNote(field: column, kind: "error_cell", reason: "the cell holds the error \(text.isEmpty ? "value" : text); read as null"))
-            }
+            record.fill(sheetRow: &row, errorCells: errors, width: width)
             record.line = rowNumber
             record.offset = ordinal
             record.blankBefore = rowNumber > lastEmitted + 1 && lastEmitted > 0

@@ -157,3 +157,30 @@ final class MappedSheet: @unchecked Sendable {
         if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), length) }
     }
 }
+
+extension Record {
+    /// Makes the record one sheet row (XLSX and ODS alike): its cells (nil: empty) padded to
+    /// `width`, or cut back to it where the cells past it are empty, and an `error_cell` note
+    /// for each error cell within it.
+    mutating func fill(sheetRow row: inout [(text: String, isText: Bool)?], errorCells: [(Int, String)], width: Int?) {
+        if let width {
+            if row.count < width { row += Array(repeating: nil, count: width - row.count) } else if row.count > width {
+                while row.count > width, row.last.map({ $0 == nil }) == true { row.removeLast() }
+            }
+        }
+        reset()
+        textOnly.removeAll(keepingCapacity: true)
+        for cell in row {
+            if let cell {
+                appendField(cell.text)
+                textOnly.append(cell.isText)
+            } else {
+                endField()
+                textOnly.append(false)
+            }
+        }
+        for (column, text) in errorCells where width.map({ column < $0 }) ?? true {
+            fieldNotes.append(FieldNote(field: column, kind: "error_cell", reason: "the cell holds the error \(text.isEmpty ? "value" : text); read as null"))
+        }
+    }
+}

@@ -221,25 +221,7 @@ struct XLSXReader: RecordReader {
             guard var row = try readRow() else { return false }
             defer { ordinal += 1 }
             if ordinal < skip { continue }
-            if let width {
-                if row.count < width { row += Array(repeating: nil, count: width - row.count) } else if row.count > width {
-                    while row.count > width, row.last.map({ $0 == nil }) == true { row.removeLast() }
-                }
-            }
-            record.reset()
-            record.textOnly.removeAll(keepingCapacity: true)
-            for cell in row {
-                if let (text, isText) = cell {
-                    record.appendField(text)
-                    record.textOnly.append(isText)
-                } else {
-                    record.endField()
-                    record.textOnly.append(false)
-                }
-            }
-            for (column, text) in errorCells where width.map({ column < $0 }) ?? true {
-                record.fieldNotes.append(Record.FieldNote(field: column, kind: "error_cell", reason: "the cell holds the error \(text.isEmpty ? "value" : text); read as null"))
-            }
+            record.fill(sheetRow: &row, errorCells: errorCells, width: width)
             record.line = lastRowNumber
             record.offset = ordinal
             record.blankBefore = gap
@@ -253,17 +235,17 @@ struct XLSXReader: RecordReader {
     private var errorCells: [(Int, String)] = []
 
     /// The next row with at least one value: (text, is a string) per column, nil for empty.
-    private mutating func readRow() throws -> [(String, Bool)?]? {
+    private mutating func readRow() throws -> [(text: String, isText: Bool)?]? {
         let wb = workbook
         let merges = merges
         var anchors = anchors
         defer { self.anchors = anchors }
         defer { sheet.release(before: position) }
-        return sheet.scan { bytes -> [(String, Bool)?]? in
+        return sheet.scan { bytes -> [(text: String, isText: Bool)?]? in
             var s = XMLScan(bytes)
             s.i = position
             defer { position = s.i }
-            var cells: [(String, Bool)?] = []
+            var cells: [(text: String, isText: Bool)?] = []
             errorCells.removeAll(keepingCapacity: true)
             var inRow = false
             var rowNumber = 0
