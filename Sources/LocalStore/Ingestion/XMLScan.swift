@@ -108,30 +108,16 @@ struct XMLScan {
     /// The value of an attribute (matched on its local name), entities decoded.
     func attribute(_ tag: Range<Int>, _ local: String) -> String? {
         let want = Array(local.utf8)
-        var k = tag.lowerBound
-        while k < tag.upperBound, !Self.isSpace(b[k]) { k += 1 }
-        while k < tag.upperBound {
-            while k < tag.upperBound, Self.isSpace(b[k]) { k += 1 }
-            let nameStart = k
-            while k < tag.upperBound, b[k] != 0x3D, !Self.isSpace(b[k]) { k += 1 }
-            let nameEnd = k
-            while k < tag.upperBound, b[k] != 0x22, b[k] != 0x27 { k += 1 }
-            guard k < tag.upperBound else { return nil }
-            let q = b[k]
-            k += 1
-            let valueStart = k
-            while k < tag.upperBound, b[k] != q { k += 1 }
-            let valueEnd = k
-            k += 1
-            var localStart = nameStart
-            for m in nameStart..<nameEnd where b[m] == 0x3A { localStart = m + 1 }
-            if nameEnd - localStart == want.count, zip(b[localStart..<nameEnd], want).allSatisfy({ $0 == $1 }) {
-                var out: [UInt8] = []
-                Self.decode(UnsafeBufferPointer(rebasing: b[valueStart..<valueEnd]), into: &out)
-                return String(decoding: out, as: UTF8.self)
+        var found: Range<Int>?
+        forEachAttribute(tag) { name, value in
+            guard found == nil else { return }
+            var localStart = name.lowerBound
+            for m in name where b[m] == 0x3A { localStart = m + 1 }
+            if name.upperBound - localStart == want.count, zip(b[localStart..<name.upperBound], want).allSatisfy({ $0 == $1 }) {
+                found = value
             }
         }
-        return nil
+        return found.map(decoded)
     }
 
     /// Appends text with XML entities decoded.
