@@ -47,13 +47,10 @@ import Testing
         }
     }
 
-    /// Threads of the load (insert stages and reading threads) still running, after a grace period.
-    func waitForInsertStagesToEnd() -> Int {
-        func live() -> Int {
-            BatchInserter.live.load(ordering: .sequentiallyConsistent) + RecordPrefetcher.live.load(ordering: .sequentiallyConsistent)
-        }
-        for _ in 0..<200 where live() > 0 { usleep(10_000) }
-        return live()
+    /// The load's threads (insert stage and reading thread) still running, after a grace period.
+    func waitForStagesToEnd(_ threads: StageThreads) -> Int {
+        for _ in 0..<200 where threads.count > 0 { usleep(10_000) }
+        return threads.count
     }
 
     /// 1,000 rows with cleaned numbers, short rows, null tokens and padded values spread over them.
@@ -107,7 +104,7 @@ import Testing
         #expect(rows.count == 3000)
         #expect(rows[0] == ["text 0", "int 0"])
         #expect(rows[2500] == ["text A12", "int 2500"])
-        #expect(waitForInsertStagesToEnd() == 0)
+        #expect(waitForStagesToEnd(load.stageThreads) == 0)
     }
 
     /// Records `a,b` numbered from 0, then a read error after `failAfter` of them.
@@ -138,11 +135,12 @@ import Testing
         let layout = TableLayout(names: ["a", "b"], width: 2, dataStart: 0, firstDataLine: 2)
         let decisions = [ColumnDecision(type: .number), ColumnDecision(type: .string)]
         #expect {
-            try load.load(RecordPrefetcher(FailingReader(failAfter: 100), recordsPerBatch: 8), layout: layout, names: ["a", "b"], decisions: decisions)
+            try load.load(
+                RecordPrefetcher(FailingReader(failAfter: 100), recordsPerBatch: 8, threads: load.stageThreads), layout: layout, names: ["a", "b"], decisions: decisions)
         } throws: { error in
             (error as? IngestionFailure)?.message == "cannot read the file: Input/output error"
         }
-        #expect(waitForInsertStagesToEnd() == 0)
+        #expect(waitForStagesToEnd(load.stageThreads) == 0)
         // The same records without the error load whole.
         let whole = try load.load(FailingReader(failAfter: 100, endsThere: true), layout: layout, names: ["a", "b"], decisions: decisions)
         #expect(whole.rowCount == 100)
@@ -159,7 +157,7 @@ import Testing
         } throws: { error in
             "\(error)".contains("SQLite insert failed") && "\(error)".contains("too big")
         }
-        #expect(waitForInsertStagesToEnd() == 0)
+        #expect(waitForStagesToEnd(load.stageThreads) == 0)
     }
 
     @Test func cancellationMidLoadStopsBothStages() throws {
@@ -167,7 +165,7 @@ import Testing
         for i in 0..<50_000 { text += "\(i),label \(i)\n" }
         let load = try pipeline(text, rowsPerBatch: 100, cancelled: { true })
         #expect(throws: IngestionPipeline.Cancelled.self) { try load.run() }
-        #expect(waitForInsertStagesToEnd() == 0)
+        #expect(waitForStagesToEnd(load.stageThreads) == 0)
     }
 
     @Test func thePrefetcherHandsOverEveryRecordThenTheReadersError() throws {
@@ -184,13 +182,15 @@ import Testing
     }
 
     @Test func releasingThePrefetcherEarlyStopsItsThread() throws {
+        let threads = StageThreads()
         do {
-            let reader = RecordPrefetcher(FailingReader(failAfter: 100_000, endsThere: true), recordsPerBatch: 64)
+            let reader = RecordPrefetcher(FailingReader(failAfter: 100_000, endsThere: true), recordsPerBatch: 64, threads: threads)
             var record = LocalStore.Record()
             for _ in 0..<10 { _ = try reader.next(into: &record) }
             #expect(record.fieldString(1) == "row 9")
-            #expect(RecordPrefetcher.live.load(ordering: .sequentiallyConsistent) == 1)
+            #expect(threads.count == 1)
         }
-        #expect(waitForInsertStagesToEnd() == 0)
+        // Releasing waits for the thread, so it has ended by now.
+        #expect(threads.count == 0)
     }
 }

@@ -225,7 +225,7 @@ final class IngestionPipeline {
         let recordsPerBatch = rowsPerBatch ?? max(16, min(2048, (1 << 17) / columnNames.count))
         func prefetched() throws -> any RecordReader {
             let reader = try makeReader(layout.dataStart, layout.firstDataLine, layout.width)
-            return stages() ? RecordPrefetcher(reader, recordsPerBatch: recordsPerBatch) : reader
+            return stages() ? RecordPrefetcher(reader, recordsPerBatch: recordsPerBatch, threads: stageThreads) : reader
         }
         var result: IngestionResult
         do {
@@ -315,6 +315,8 @@ final class IngestionPipeline {
     /// most 8,192 rows), and records per batch from the reading thread (at most 2,048, about
     /// 128k fields); tests make both small to cross batch boundaries.
     var rowsPerBatch: Int?
+    /// This load's reading and insert threads that have not ended yet.
+    let stageThreads = StageThreads()
     /// Called with the table writer before any row is loaded (tests make inserts fail with it).
     var prepareWriter: ((TableWriter) -> Void)?
 
@@ -328,7 +330,8 @@ final class IngestionPipeline {
         let writer = try TableWriter(path: output.path, columnCount: columnCount)
         prepareWriter?(writer)
         let inserter = BatchInserter(
-            writer: writer, columns: columnCount, rowsPerBatch: rowsPerBatch ?? max(1, min(8192, (1 << 17) / columnCount)), threaded: stages())
+            writer: writer, columns: columnCount, rowsPerBatch: rowsPerBatch ?? max(1, min(8192, (1 << 17) / columnCount)), threaded: stages(),
+            threads: stageThreads)
         var issues: [(line: Int, column: String?, severity: String, kind: String, reason: String)] = []
         var warnings = 0
         var errors = 0

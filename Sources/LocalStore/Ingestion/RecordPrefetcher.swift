@@ -85,21 +85,22 @@ final class RecordPrefetcher: RecordReader {
     static let batchBytes = 4 << 20
     /// Buffers larger than this (bytes; entries times 8 for field ends) are not kept in a slot.
     static let keptCapacity = 1 << 14
-    /// Reading threads that have not ended yet, in this process (for tests).
-    static let live = Atomic<Int>(0)
+    /// Counts this prefetcher's reading thread while it runs.
+    let threads: StageThreads
     private var current: Batch?
     private var index = 0
     let declaredColumns: [String]?
     private(set) var bytesConsumed: Int64
 
-    init(_ reader: any RecordReader, recordsPerBatch: Int = 2048, depth: Int = 3) {
+    init(_ reader: any RecordReader, recordsPerBatch: Int = 2048, depth: Int = 3, threads: StageThreads = StageThreads()) {
         declaredColumns = reader.declaredColumns
         bytesConsumed = reader.bytesConsumed
         shared = Shared(reader: reader, batches: (0..<max(2, depth)).map { _ in Batch(capacity: max(1, recordsPerBatch)) })
-        Self.live.add(1, ordering: .sequentiallyConsistent)
+        self.threads = threads
+        threads.started()
         let thread = Thread { [shared] in
             shared.produce()
-            Self.live.subtract(1, ordering: .sequentiallyConsistent)
+            threads.ended()
             shared.done.signal()
         }
         // As much stack as the processing workers: JSON readers recurse into nested values.

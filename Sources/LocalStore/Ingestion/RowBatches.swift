@@ -111,13 +111,13 @@ final class BatchInserter: @unchecked Sendable {
     private var running = true
     private let done = DispatchSemaphore(value: 0)
     private(set) var rowsInserted = 0
-    /// Insert stages whose thread has not ended yet, in this process (for tests).
-    static let live = Atomic<Int>(0)
 
     /// Without a thread (`threaded: false`), each batch is inserted as it is submitted.
     private let threaded: Bool
 
-    init(writer: TableWriter, columns: Int, rowsPerBatch: Int, depth: Int = 3, threaded: Bool = true) {
+    init(
+        writer: TableWriter, columns: Int, rowsPerBatch: Int, depth: Int = 3, threaded: Bool = true, threads: StageThreads = StageThreads()
+    ) {
         self.writer = writer
         self.threaded = threaded
         free = (0..<(threaded ? max(2, depth) : 1)).map { _ in RowBatch(columns: columns, capacity: rowsPerBatch) }
@@ -125,10 +125,10 @@ final class BatchInserter: @unchecked Sendable {
             running = false
             return
         }
-        Self.live.add(1, ordering: .sequentiallyConsistent)
+        threads.started()
         let thread = Thread { [self] in
             insertLoop()
-            Self.live.subtract(1, ordering: .sequentiallyConsistent)
+            threads.ended()
         }
         thread.stackSize = 1 << 20
         thread.name = "ingest insert"
@@ -252,4 +252,15 @@ final class BatchInserter: @unchecked Sendable {
         }
         writer.startWriteback()
     }
+}
+
+/// Counts the stage threads (reading, inserting) of one load that have not ended yet. The
+/// count is per load, not per process, so a test can tell that a failed or cancelled load
+/// stopped its own threads while other loads run beside it.
+final class StageThreads: Sendable {
+    private let running = Atomic<Int>(0)
+
+    var count: Int { running.load(ordering: .sequentiallyConsistent) }
+    func started() { running.add(1, ordering: .sequentiallyConsistent) }
+    func ended() { running.subtract(1, ordering: .sequentiallyConsistent) }
 }
