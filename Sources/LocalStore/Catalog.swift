@@ -125,6 +125,11 @@ struct StatusChangeRecord: Codable, FetchableRecord, PersistableRecord, Sendable
     }
 }
 
+/// A catalog this version cannot read as it is.
+struct CatalogVersionError: Error, CustomStringConvertible {
+    let description: String
+}
+
 /// The catalog database: metadata of every data source, on a GRDB pool in WAL mode so that
 /// readers never wait for the writer and several processes can share it.
 final class Catalog: Sendable {
@@ -144,6 +149,26 @@ final class Catalog: Sendable {
         if created >= 0 { close(created) }
         pool = try DatabasePool(path: path, configuration: configuration)
         try Self.migrator.migrate(pool)
+    }
+
+    /// The catalog as it is, for reading only: nothing is created, migrated or written (the
+    /// consistency checker must not change the store it reports on). A catalog that an older
+    /// version wrote, or a newer one, cannot be read this way.
+    init(readingOnly path: String) throws {
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(10)
+        pool = try DatabasePool(path: path, configuration: configuration)
+        let (complete, superseded) = try pool.read { db in
+            (try Self.migrator.hasCompletedMigrations(db), try Self.migrator.hasBeenSuperseded(db))
+        }
+        if superseded {
+            throw CatalogVersionError(description: "the catalog was written by a newer version of datasource-agent")
+        }
+        if !complete {
+            throw CatalogVersionError(
+                description: "the catalog was written by an older version of datasource-agent; start an agent on the store once (it upgrades the catalog), then check it")
+        }
     }
 
     /// How long a change-log entry is kept: far longer than any process takes to notice it.

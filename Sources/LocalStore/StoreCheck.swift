@@ -135,11 +135,13 @@ public struct StoreChecker: Sendable {
         var files: StoreFiles
         do {
             (records, files) = try layout.withOperationsExclusive {
-                let catalog = try Catalog(path: layout.catalog.path)
+                let catalog = try Catalog(readingOnly: layout.catalog.path)
                 let integrity = try catalog.pool.read { db in try String.fetchOne(db, sql: "PRAGMA quick_check") }
                 guard integrity == "ok" else { throw StoreCheckError(description: "SQLite's quick check says: \(integrity ?? "nothing")") }
                 return (try catalog.pool.read { db in try DataSourceRecord.fetchAll(db) }, try StoreFiles(layout: layout))
             }
+        } catch let error as CatalogVersionError {
+            throw StoreCheckError(description: "\(layout.root.path) cannot be checked: \(error)")
         } catch {
             report.problems.append(StoreProblem(
                 kind: .catalogDamaged, datasourceId: nil, path: "catalog.sqlite",
@@ -151,7 +153,11 @@ public struct StoreChecker: Sendable {
         for record in records {
             report.problems += problems(of: record, files: &files)
         }
-        report.problems += Self.orphans(in: files, layout: layout, statuses: Self.statuses(records.map { ($0.id.rawValue, $0.status) }))
+        let orphans = Self.orphans(in: files, layout: layout, statuses: Self.statuses(records.map { ($0.id.rawValue, $0.status) }))
+        // A file to be removed needs no other mode.
+        let removed = Set(orphans.compactMap(\.path))
+        report.problems.removeAll { $0.kind == .permissions && $0.path.map(removed.contains) == true }
+        report.problems += orphans
         return report
     }
 
@@ -176,10 +182,18 @@ public struct StoreChecker: Sendable {
         }
         // The secret signs links and cursors; the catalog holds the keys' hashes.
         let catalogFiles = ["", "-wal", "-shm"].map { URL(fileURLWithPath: layout.catalog.path + $0) }
-        for file in [layout.secret] + catalogFiles {
+        // Originals and rows are the users' data (files of versions before 0600 was made the
+        // rule may still be readable by others).
+        var files = ([layout.secret] + catalogFiles).map { ($0, $0.lastPathComponent) }
+        for (directory, name) in [(layout.originals, "originals"), (layout.tables, "tables")] {
+            for file in ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).sorted() {
+                files.append((directory.appendingPathComponent(file), "\(name)/\(file)"))
+            }
+        }
+        for (file, name) in files {
             if let mode = Self.mode(file), mode & 0o077 != 0 {
                 found.append(StoreProblem(
-                    kind: .permissions, datasourceId: nil, path: file.lastPathComponent,
+                    kind: .permissions, datasourceId: nil, path: name,
                     message: "the file has mode \(String(mode, radix: 8)); only its owner may read it (0600)",
                     repair: .chmod(file, 0o600)))
             }
@@ -250,7 +264,9 @@ public struct StoreChecker: Sendable {
             return StoreProblem(kind: .tableMissing, datasourceId: id, path: path, message: "completed, but its table is missing", repair: repair)
         }
         do {
-            let queue = try DatabaseQueue(path: layout.table(id).path)
+            var readingOnly = Configuration()
+            readingOnly.readonly = true
+            let queue = try DatabaseQueue(path: layout.table(id).path, configuration: readingOnly)
             defer { try? queue.close() }
             let (integrity, rows, columns) = try queue.read { db in
                 (try String.fetchOne(db, sql: "PRAGMA quick_check"),
@@ -358,7 +374,8 @@ public struct StoreChecker: Sendable {
                 for url in urls { try? FileManager.default.removeItem(at: url) }
                 done.append("removed \(subject)")
             case .chmod(let url, let mode):
-                guard chmod(url.path, mode) == 0 else { throw StoreCheckError(description: "cannot change the mode of \(url.path): \(String(cString: strerror(errno)))") }
+                // A file an agent deleted since the check needs no mode.
+                guard chmod(url.path, mode) == 0 || errno == ENOENT else { throw StoreCheckError(description: "cannot change the mode of \(url.path): \(String(cString: strerror(errno)))") }
                 done.append("set the mode of \(subject) to \(String(mode, radix: 8))")
             case .reprocess(let id, let fromCompleted):
                 if fromCompleted {

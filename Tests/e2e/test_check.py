@@ -62,6 +62,9 @@ def test_damage_is_found_and_repaired(store):
     (store / "tables" / "stray.tmp").write_bytes(b"")
     os.chmod(store / "secret", 0o644)
     os.chmod(store, 0o755)
+    # As an older version left them, before 0600 was the rule.
+    os.chmod(store / "originals" / intact, 0o644)
+    os.chmod(store / "tables" / f"{intact}.sqlite", 0o640)
     with sqlite3.connect(store / "tables" / f"{lost_rows}.sqlite") as db:
         db.execute("DELETE FROM rows WHERE rowid % 2 = 0")
     (store / "tables" / f"{lost_table}.sqlite").unlink()
@@ -70,6 +73,7 @@ def test_damage_is_found_and_repaired(store):
     assert status == 1 and report["consistent"] is False
     assert kinds(report) == sorted([
         ("permissions", "."), ("permissions", "secret"),
+        ("permissions", f"originals/{intact}"), ("permissions", f"tables/{intact}.sqlite"),
         ("row-count", f"tables/{lost_rows}.sqlite"), ("table-missing", f"tables/{lost_table}.sqlite"),
         ("orphan-file", f"originals/{orphan_id}"), ("orphan-file", f"tables/{orphan_id}.sqlite"),
         ("orphan-file", f"tables/{intact}.partial.sqlite"), ("orphan-file", "tables/stray.tmp"),
@@ -79,9 +83,10 @@ def test_damage_is_found_and_repaired(store):
 
     status, report, _ = check_store(store, "--repair")
     assert status == 0, report
-    assert report["consistent"] is True and len(report["repairs"]) == 8
+    assert report["consistent"] is True and len(report["repairs"]) == 10
     assert f"queued {lost_rows} to be processed again from its original" in report["repairs"]
-    assert stat.S_IMODE((store / "secret").stat().st_mode) == 0o600
+    for path in [store / "secret", store / "originals" / intact, store / "tables" / f"{intact}.sqlite"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     # Processed again from the originals: every row is back.
     with Agent(store) as agent:
         agent.initialize()
@@ -147,6 +152,31 @@ def test_check_refuses_what_is_not_a_store(tmp_path):
     (tmp_path / "bad" / "catalog.sqlite").write_bytes(b"this is not a database" * 100)
     status, report, _ = check_store(tmp_path / "bad")
     assert status == 1 and "catalog-damaged" in [p["kind"] for p in report["problems"]]
+
+
+def test_check_leaves_the_store_as_it_found_it(store):
+    completed_store(store, 2)
+    # The WAL index (-shm) is shared memory that readers update too, not stored data.
+    files = sorted(p for p in store.rglob("*") if p.is_file() and not p.name.endswith("-shm"))
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+    status, report, _ = check_store(store)
+    assert status == 0, report
+    assert sorted(p for p in store.rglob("*") if p.is_file() and not p.name.endswith("-shm")) == files
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files} == before
+
+
+def test_a_catalog_of_another_version_is_not_upgraded_by_check(store):
+    completed_store(store, 1)
+    with sqlite3.connect(store / "catalog.sqlite") as db:
+        db.execute("DELETE FROM grdb_migrations WHERE identifier = 'v4-spreadsheet-sheets'")
+    status, report, stderr = check_store(store)
+    assert status == 2 and report is None
+    assert "written by an older version of datasource-agent; start an agent on the store once" in stderr
+    with sqlite3.connect(store / "catalog.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM grdb_migrations WHERE identifier = 'v4-spreadsheet-sheets'").fetchone() == (0,)
+        db.execute("INSERT INTO grdb_migrations VALUES ('v4-spreadsheet-sheets'), ('v99-from-the-future')")
+    status, report, stderr = check_store(store)
+    assert status == 2 and "written by a newer version of datasource-agent" in stderr
 
 
 # ------------------------------------------------------------------ stores that cannot be used
