@@ -3,6 +3,7 @@ import Foundation
 import JSONKit
 import LocalStore
 import Logging
+import NIOSSL
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
@@ -46,11 +47,12 @@ public final class PostgresBackend: DataSourceBackend, Service {
     /// taking over processing whose lease has expired.
     /// `serving: false` (the `keys` commands): no listener, no leases, no takeover.
     public static func open(_ url: PostgresStoreURL, logger: Logger, allowedPaths: [String] = [], serving: Bool = true) async throws -> PostgresBackend {
+        try await probe(url, logger: logger)
         let client = PostgresClient(configuration: url.clientConfiguration(), backgroundLogger: logger)
         let run = Task { await client.run() }
         do {
-            // The pool retries connecting forever; a store that cannot be reached at start is
-            // said plainly instead of hanging the agent.
+            // The pool retries connecting forever; a store that stops answering between the
+            // probe and here is said plainly instead of hanging the agent.
             do {
                 try await withDeadline(seconds: Self.startTimeoutSeconds) { try await Schema.migrate(client, logger: logger) }
             } catch is DeadlinePassed {
@@ -67,6 +69,43 @@ public final class PostgresBackend: DataSourceBackend, Service {
         } catch {
             run.cancel()
             throw error
+        }
+    }
+
+    /// The pool retries connecting forever and keeps the reason to itself, so one connection
+    /// of its own first says why a store cannot be used: refused, unknown host, no such
+    /// database or role, a password or TLS refused, in the server's or TLS's words.
+    static func probe(_ url: PostgresStoreURL, logger: Logger) async throws {
+        let configuration = try url.connectionConfiguration()
+        let connection: PostgresConnection
+        do {
+            connection = try await withDeadline(seconds: startTimeoutSeconds) {
+                try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+            }
+        } catch is DeadlinePassed {
+            throw Unreachable(description: "no answer from \(url.host):\(url.port) within \(startTimeoutSeconds) s")
+        } catch {
+            throw Unreachable(description: "cannot connect to \(url.host):\(url.port): \(reason(error))")
+        }
+        try? await connection.close()
+    }
+
+    /// What a failed connection says, without the password (PSQLError's own description hides
+    /// everything, the server's message included).
+    static func reason(_ error: any Error) -> String {
+        guard let psql = error as? PSQLError else { return String(describing: error) }
+        if let message = psql.serverInfo?[.message] {
+            return "the server says: \(message)"
+        }
+        if let underlying = psql.underlying {
+            if let ssl = underlying as? NIOSSLError, case .handshakeFailed = ssl {
+                return "the TLS handshake failed (\(ssl)); with sslmode=verify-full the server's certificate must be trusted by this machine and name the host in the URL"
+            }
+            return String(describing: underlying)
+        }
+        switch psql.code {
+        case .sslUnsupported: return "the server does not offer TLS, which sslmode=require and verify-full need"
+        default: return "\(psql.code)"
         }
     }
 

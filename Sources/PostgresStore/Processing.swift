@@ -230,6 +230,9 @@ extension PostgresBackend {
                 try await takeOverExpired()
             } catch is CancellationError {
                 return
+            } catch where Task.isCancelled {
+                // Shutting down: the pool cancels the round's requests.
+                return
             } catch {
                 logger.warning("PostgreSQL store: leases not renewed this round: \(String(reflecting: error))")
             }

@@ -137,7 +137,11 @@ struct PostgresSQLQuery {
             return try await client.withConnection { connection in
                 try await connection.withTransaction(logger: logger) { connection in
                     try await connection.query("SET TRANSACTION READ ONLY", logger: logger)
-                    try await connection.query(PostgresQuery(unsafeSQL: "SET LOCAL ROLE \(Self.readerRole)"), logger: logger)
+                    do {
+                        try await connection.query(PostgresQuery(unsafeSQL: "SET LOCAL ROLE \(Self.readerRole)"), logger: logger)
+                    } catch {
+                        throw Self.withoutReaderRole(error)
+                    }
                     try await connection.query("SELECT set_config('statement_timeout', \(String(request.timeoutMs)), true)", logger: logger)
                     var plan = ""
                     do {
@@ -188,6 +192,20 @@ struct PostgresSQLQuery {
         var underlying: any Error
     }
 
+    /// Why the statement cannot run as the reader role: the role does not exist (22023; the
+    /// login role that created the store may not create roles) or this login role is not a
+    /// member of it (42501; it existed already and could not be granted). Either way the
+    /// store has no `query`, which is not the statement's fault.
+    static func withoutReaderRole(_ error: any Error) -> any Error {
+        guard let psql = error as? PSQLError, let state = psql.serverInfo?[.sqlState], ["22023", "42704", "42501"].contains(state) else {
+            return error
+        }
+        let reason = state == "42501"
+            ? "the agent's database role is not a member of the role \(readerRole), which queries run as; a role that may grant it (GRANT \(readerRole) TO …) must"
+            : "the store has no role \(readerRole), which queries run as: the database role of the agent that created the store may not create roles; a role that may must create it (see protocol/postgres.md)"
+        return DataSourceError(.notSupported, details: ["method": "datasources/query", "reason": .string(reason)])
+    }
+
     /// PostgreSQL's complaint about the statement as INVALID_PARAMETERS on `sql`, its position
     /// made an offset into the client's text; anything else passes on.
     static func translate(_ error: any Error, userStart: Int, sql: String, timeoutMs: Int) -> any Error {
@@ -199,11 +217,6 @@ struct PostgresSQLQuery {
         case "57014": return SQLQuery.invalid("timed out after \(timeoutMs) ms")
         case "42501": return SQLQuery.invalid("only reading the named sources is allowed (\(message))")
         case "25006": return SQLQuery.invalid("only reading is allowed")
-        case "42704" where message.contains(readerRole):
-            return DataSourceError(.notSupported, details: [
-                "method": "datasources/query",
-                "reason": .string("the store has no role \(readerRole): the database role of the agent that created the store may not create roles"),
-            ])
         default:
             let offset = info[.position].flatMap(Int.init).map { $0 - 1 - userStart }
             return SQLQuery.invalid(message, offset: offset.flatMap { $0 >= 0 ? $0 : nil })

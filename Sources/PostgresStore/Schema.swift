@@ -115,6 +115,33 @@ enum Schema {
         ]),
     ]
 
+    /// Gives the reader role what `datasources/query` needs when it exists but was made (by an
+    /// administrator, for a login role that may not create roles) after the store: the schema,
+    /// and the tables of sources published before it (each table is granted as it is published
+    /// once the role exists). Without the role, or the right to grant, nothing changes and
+    /// `query` says why. Run at every start, under the migration lock: a no-op once granted.
+    static let readerAccess = """
+        DO $$
+        DECLARE source record;
+        BEGIN
+            IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'datasource_agent_reader') THEN
+                IF NOT has_schema_privilege('datasource_agent_reader', 'datasource_agent', 'USAGE') THEN
+                    GRANT USAGE ON SCHEMA datasource_agent TO datasource_agent_reader;
+                END IF;
+                FOR source IN
+                    SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = 'datasource_agent' AND c.relkind = 'r' AND c.relname LIKE 'rows\\_%'
+                        AND NOT has_table_privilege('datasource_agent_reader', c.oid, 'SELECT')
+                LOOP
+                    EXECUTE format('GRANT SELECT ON datasource_agent.%I TO datasource_agent_reader', source.relname);
+                END LOOP;
+            END IF;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE 'datasources/query will not be available: %', SQLERRM;
+        END
+        $$
+        """
+
     /// Brings the schema to the latest version (a no-op when it is there already).
     static func migrate(_ client: PostgresClient, logger: Logger) async throws {
         try await client.withConnection { connection in
@@ -135,6 +162,7 @@ enum Schema {
                         try await connection.query("INSERT INTO datasource_agent.schema_migrations (version) VALUES (\(migration.version))", logger: logger)
                     }
                 }
+                try await connection.query(PostgresQuery(unsafeSQL: readerAccess), logger: logger)
             } catch {
                 _ = try? await connection.query("SELECT pg_advisory_unlock(\(migrationLock))", logger: logger)
                 throw error

@@ -81,22 +81,47 @@ public struct PostgresStoreURL: Sendable, Equatable {
     public var redacted: String { "postgres://\(user)@\(host):\(port)/\(database)" }
 
     func clientConfiguration() -> PostgresClient.Configuration {
-        let tls: PostgresClient.Configuration.TLS
-        switch sslMode {
-        case "disable":
-            tls = .disable
-        case "verify-full":
-            tls = .require(.makeClientConfiguration())
-        default:
-            // libpq's prefer and require encrypt without checking the server's certificate.
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            configuration.certificateVerification = .none
-            tls = sslMode == "require" ? .require(configuration) : .prefer(configuration)
+        let tls: PostgresClient.Configuration.TLS = switch tlsChoice {
+        case .disable: .disable
+        case .prefer(let configuration): .prefer(configuration)
+        case .require(let configuration): .require(configuration)
         }
         var configuration = PostgresClient.Configuration(host: host, port: port, username: user, password: password, database: database, tls: tls)
         configuration.options.minimumConnections = 0
         configuration.options.maximumConnections = 8
         configuration.options.connectTimeout = .seconds(10)
         return configuration
+    }
+
+    /// One connection outside the pool (`PostgresBackend.probe`), with the pool's TLS.
+    func connectionConfiguration() throws -> PostgresConnection.Configuration {
+        let tls: PostgresConnection.Configuration.TLS = switch tlsChoice {
+        case .disable: .disable
+        case .prefer(let configuration): .prefer(try NIOSSLContext(configuration: configuration))
+        case .require(let configuration): .require(try NIOSSLContext(configuration: configuration))
+        }
+        var configuration = PostgresConnection.Configuration(host: host, port: port, username: user, password: password, database: database, tls: tls)
+        configuration.options.connectTimeout = .seconds(10)
+        return configuration
+    }
+
+    private enum TLSChoice {
+        case disable
+        case prefer(TLSConfiguration)
+        case require(TLSConfiguration)
+    }
+
+    private var tlsChoice: TLSChoice {
+        switch sslMode {
+        case "disable":
+            return .disable
+        case "verify-full":
+            return .require(.makeClientConfiguration())
+        default:
+            // libpq's prefer and require encrypt without checking the server's certificate.
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateVerification = .none
+            return sslMode == "require" ? .require(configuration) : .prefer(configuration)
+        }
     }
 }

@@ -57,13 +57,27 @@ class Cluster:
     def _run(self, *command: str, **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run([*self._as_user, *command], check=True, capture_output=True, text=True, **kwargs)
 
-    def start(self) -> "Cluster":
+    def start(self, tls_only: bool = False) -> "Cluster":
+        """`tls_only`: the server has a self-signed certificate and refuses TCP clients that
+        do not encrypt (`hostssl` lines only)."""
         self._run(_binary("initdb"), "-D", str(self.data), "-U", self.superuser, "-A", "trust", "-E", "UTF8",
                   "--no-sync", "--locale=C.UTF-8")
         options = (f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        if tls_only:
+            self._make_certificate()
+            options += " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+            hba = self.data / "pg_hba.conf"
+            self._run("sh", "-c", f"printf 'local all all trust\\nhostssl all all 127.0.0.1/32 trust\\n' > {hba}")
         self._run(_binary("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.directory / "log"), "-w", "start")
         return self
+
+    def _make_certificate(self) -> None:
+        """A self-signed certificate for 127.0.0.1, owned by the server's user (no client
+        trusts it, so `sslmode=verify-full` must refuse it)."""
+        self._run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                  "-keyout", str(self.data / "server.key"), "-out", str(self.data / "server.crt"))
+        self._run("chmod", "600", str(self.data / "server.key"))
 
     def restart(self) -> None:
         """Restarts the server (fast shutdown: every client connection is closed)."""
