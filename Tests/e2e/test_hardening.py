@@ -449,6 +449,8 @@ def test_queued_uploads_are_data_not_threads(agent, tmp_path):
     before = threads()
     ids = [agent.call("datasources/upload", {"path": str(source)})["datasourceId"] for _ in range(24)]
     during = threads()
-    assert during - before <= 6, (before, during)
+    # Two loads at a time, each a worker with a reading and an insert thread (6), plus what the
+    # runtime's own pools add on a busy machine; 24 uploads as threads would be 24 or more.
+    assert during - before <= 12, (before, during)
     for id in ids:
         agent.wait_notification("datasources/statusChanged", lambda p, id=id: p["datasourceId"] == id, timeout=120)

@@ -175,15 +175,23 @@ def test_key_prompt(rest, driver):
     assert not find(driver, "#key-view").is_displayed()
 
 
+def row_id_of(driver, file_name):
+    """The data-id of the list's row whose link reads `file_name`, or None. Read in one script:
+    the list is redrawn as statuses change, so an element found in one call may be gone by
+    the next."""
+    return driver.execute_script("""
+        const name = arguments[0];
+        const link = [...document.querySelectorAll('#sources tr[data-id] th a')].find(a => a.textContent === name);
+        return link ? link.closest('tr').dataset.id : null;""", file_name)
+
+
 def test_upload_turns_completed_live_then_filter_sort_page_download_delete(rest, driver, tmp_path, downloads):
     csv = tmp_path / "products.csv"
     csv.write_text(PRODUCTS)
     wait(driver, text_in("#live-text", "Live"))
     driver.execute_script("window.notReloaded = true")
     find(driver, "#file-input").send_keys(str(csv))
-    row = wait(driver, visible('#sources tr[data-id] th a'))
-    datasource_id = row.find_element(By.XPATH, "../..").get_attribute("data-id")
-    assert row.text == "products.csv"
+    datasource_id = wait(driver, lambda d: row_id_of(d, "products.csv"))
     wait(driver, lambda d: status_of(d, datasource_id) == "completed", message="the status turns completed")
     assert driver.execute_script("return window.notReloaded") is True, "no reload"
     cells = [c.text for c in driver.find_elements(By.CSS_SELECTOR, f'#sources tr[data-id="{datasource_id}"] td')]
@@ -337,8 +345,7 @@ def test_drop_a_file_and_open_it_by_keyboard(rest, driver):
         for (const type of ['dragenter', 'dragover', 'drop']) {
             zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
         }""")
-    link = wait(driver, lambda d: next((a for a in d.find_elements(By.CSS_SELECTOR, "#sources th a") if a.text == "dropped.csv"), None))
-    datasource_id = link.find_element(By.XPATH, "../..").get_attribute("data-id")
+    datasource_id = wait(driver, lambda d: row_id_of(d, "dropped.csv"))
     wait(driver, lambda d: status_of(d, datasource_id) == "completed")
     # Keyboard only: focus the link, Enter opens the source, its heading takes the focus.
     driver.execute_script("arguments[0].focus()", find(driver, f'#sources tr[data-id="{datasource_id}"] th a'))
