@@ -47,22 +47,38 @@ public final class PostgresBackend: DataSourceBackend, Service {
     /// taking over processing whose lease has expired.
     /// `serving: false` (the `keys` commands): no listener, no leases, no takeover.
     public static func open(_ url: PostgresStoreURL, logger: Logger, allowedPaths: [String] = [], serving: Bool = true) async throws -> PostgresBackend {
-        try await probe(url, logger: logger)
-        let client = PostgresClient(configuration: url.clientConfiguration(), backgroundLogger: logger)
-        let run = Task { await client.run() }
+        // The schema and the secret come over a first connection of its own (see `connect`).
+        let connection = try await connect(url, logger: logger)
+        let secretBytes: [UInt8]
         do {
-            // The pool retries connecting forever; a store that stops answering between the
-            // probe and here is said plainly instead of hanging the agent.
-            do {
-                try await withDeadline(seconds: Self.startTimeoutSeconds) { try await Schema.migrate(client, logger: logger) }
-            } catch is DeadlinePassed {
-                throw Unreachable(description: "no answer from \(url.host):\(url.port) within \(Self.startTimeoutSeconds) s")
+            secretBytes = try await withDeadline(seconds: Self.startTimeoutSeconds) {
+                try await Schema.migrate(connection, logger: logger)
+                var bytes: [UInt8] = []
+                for try await buffer in try await connection.query("SELECT secret FROM datasource_agent.store_secret WHERE id = 1", logger: logger)
+                    .decode(ByteBuffer.self)
+                {
+                    bytes = Array(buffer.readableBytesView)
+                }
+                return bytes
             }
-            var secretBytes: [UInt8] = []
-            for try await buffer in try await client.query("SELECT secret FROM datasource_agent.store_secret WHERE id = 1", logger: logger).decode(ByteBuffer.self) {
-                secretBytes = Array(buffer.readableBytesView)
-            }
-            guard secretBytes.count >= 16 else { throw DataSourceError(.storageError, details: ["reason": "the store secret is missing"]) }
+        } catch is DeadlinePassed {
+            try? await connection.close()
+            throw Unreachable(description: "no answer from \(url.host):\(url.port) within \(Self.startTimeoutSeconds) s")
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try? await connection.close()
+        guard secretBytes.count >= 16 else { throw DataSourceError(.storageError, details: ["reason": "the store secret is missing"]) }
+        let client = PostgresClient(configuration: url.clientConfiguration(), backgroundLogger: logger)
+        // The pool warns about any request made before its `run()` began.
+        let (running, began) = AsyncStream<Void>.makeStream()
+        let run = Task {
+            began.finish()
+            await client.run()
+        }
+        for await _ in running {}
+        do {
             let backend = try PostgresBackend(url: url, client: client, run: run, secret: StoreSecret(bytes: secretBytes), logger: logger, allowedPaths: allowedPaths)
             if serving { try await backend.start() }
             return backend
@@ -72,14 +88,13 @@ public final class PostgresBackend: DataSourceBackend, Service {
         }
     }
 
-    /// The pool retries connecting forever and keeps the reason to itself, so one connection
-    /// of its own first says why a store cannot be used: refused, unknown host, no such
-    /// database or role, a password or TLS refused, in the server's or TLS's words.
-    static func probe(_ url: PostgresStoreURL, logger: Logger) async throws {
+    /// The pool retries connecting forever and keeps the reason to itself, so the first
+    /// connection is made alone, to say why a store cannot be used: refused, unknown host, no
+    /// such database or role, a password or TLS refused, in the server's or TLS's words.
+    static func connect(_ url: PostgresStoreURL, logger: Logger) async throws -> PostgresConnection {
         let configuration = try url.connectionConfiguration()
-        let connection: PostgresConnection
         do {
-            connection = try await withDeadline(seconds: startTimeoutSeconds) {
+            return try await withDeadline(seconds: startTimeoutSeconds) {
                 try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
             }
         } catch is DeadlinePassed {
@@ -87,7 +102,6 @@ public final class PostgresBackend: DataSourceBackend, Service {
         } catch {
             throw Unreachable(description: "cannot connect to \(url.host):\(url.port): \(reason(error))")
         }
-        try? await connection.close()
     }
 
     /// What a failed connection says, without the password (PSQLError's own description hides

@@ -143,31 +143,29 @@ enum Schema {
         """
 
     /// Brings the schema to the latest version (a no-op when it is there already).
-    static func migrate(_ client: PostgresClient, logger: Logger) async throws {
-        try await client.withConnection { connection in
-            try await connection.query("SELECT pg_advisory_lock(\(migrationLock))", logger: logger)
-            do {
-                try await connection.query("CREATE SCHEMA IF NOT EXISTS datasource_agent", logger: logger)
-                try await connection.query(
-                    "CREATE TABLE IF NOT EXISTS datasource_agent.schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-                    logger: logger)
-                var applied = Set<Int>()
-                for try await version in try await connection.query("SELECT version FROM datasource_agent.schema_migrations", logger: logger).decode(Int.self) {
-                    applied.insert(version)
-                }
-                for migration in migrations where !applied.contains(migration.version) {
-                    logger.info("migrating the PostgreSQL store to schema version \(migration.version)")
-                    try await connection.withTransaction(logger: logger) { connection in
-                        for statement in migration.sql { try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
-                        try await connection.query("INSERT INTO datasource_agent.schema_migrations (version) VALUES (\(migration.version))", logger: logger)
-                    }
-                }
-                try await connection.query(PostgresQuery(unsafeSQL: readerAccess), logger: logger)
-            } catch {
-                _ = try? await connection.query("SELECT pg_advisory_unlock(\(migrationLock))", logger: logger)
-                throw error
+    static func migrate(_ connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query("SELECT pg_advisory_lock(\(migrationLock))", logger: logger)
+        do {
+            try await connection.query("CREATE SCHEMA IF NOT EXISTS datasource_agent", logger: logger)
+            try await connection.query(
+                "CREATE TABLE IF NOT EXISTS datasource_agent.schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                logger: logger)
+            var applied = Set<Int>()
+            for try await version in try await connection.query("SELECT version FROM datasource_agent.schema_migrations", logger: logger).decode(Int.self) {
+                applied.insert(version)
             }
-            try await connection.query("SELECT pg_advisory_unlock(\(migrationLock))", logger: logger)
+            for migration in migrations where !applied.contains(migration.version) {
+                logger.info("migrating the PostgreSQL store to schema version \(migration.version)")
+                try await connection.withTransaction(logger: logger) { connection in
+                    for statement in migration.sql { try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
+                    try await connection.query("INSERT INTO datasource_agent.schema_migrations (version) VALUES (\(migration.version))", logger: logger)
+                }
+            }
+            try await connection.query(PostgresQuery(unsafeSQL: readerAccess), logger: logger)
+        } catch {
+            _ = try? await connection.query("SELECT pg_advisory_unlock(\(migrationLock))", logger: logger)
+            throw error
         }
+        try await connection.query("SELECT pg_advisory_unlock(\(migrationLock))", logger: logger)
     }
 }
