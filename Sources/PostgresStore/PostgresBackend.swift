@@ -230,7 +230,7 @@ public final class PostgresBackend: DataSourceBackend, Service {
                 contentType = given.lowercased()
             } else {
                 let prefix = Array(try handle.read(upToCount: 8192) ?? Data())
-                contentType = StagedIngestion.guessContentType(fileName: fileName, prefix: prefix)
+                contentType = SharedIngestion.guessContentType(fileName: fileName, prefix: prefix)
                 try handle.seek(toOffset: 0)
             }
             let now = Timestamp.now().secondsSince1970
