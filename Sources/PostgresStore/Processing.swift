@@ -13,9 +13,16 @@ import Synchronization
 final class ProcessingJobs: Sendable {
     final class Job: Sendable {
         let id: DataSourceID
-        private let state = Mutex<(cancelled: Bool, rows: Int)>((false, 0))
-        init(id: DataSourceID) { self.id = id }
+        private let state = Mutex<(cancelled: Bool, rows: Int, stored: Bool)>((false, 0, false))
+        init(id: DataSourceID, stored: Bool) {
+            self.id = id
+            state.withLock { $0.stored = stored }
+        }
         var isCancelled: Bool { state.withLock { $0.cancelled } }
+        /// Whether the source's catalog row is committed (an upload is processed while its
+        /// original is still being stored, and has no row whose lease could be renewed yet).
+        var isStored: Bool { state.withLock { $0.stored } }
+        func markStored() { state.withLock { $0.stored = true } }
         func cancel() { state.withLock { $0.cancelled = true } }
         var rows: Int { state.withLock { $0.rows } }
         func update(rows: Int) { state.withLock { $0.rows = rows } }
@@ -27,10 +34,10 @@ final class ProcessingJobs: Sendable {
     init(maxConcurrent: Int) { slots = DispatchSemaphore(value: maxConcurrent) }
 
     /// The job for `id`, or nil when this agent is processing it already.
-    func begin(_ id: DataSourceID) -> Job? {
+    func begin(_ id: DataSourceID, stored: Bool) -> Job? {
         state.withLock { jobs in
             guard jobs[id] == nil else { return nil }
-            let job = Job(id: id)
+            let job = Job(id: id, stored: stored)
             jobs[id] = job
             return job
         }
@@ -40,22 +47,46 @@ final class ProcessingJobs: Sendable {
     func rowsSoFar(_ id: DataSourceID) -> Int? { state.withLock { $0[id]?.rows } }
     func cancel(_ id: DataSourceID) { state.withLock { $0[id]?.cancel() } }
     func cancelAll() { state.withLock { jobs in jobs.values.forEach { $0.cancel() } } }
-    var running: [DataSourceID] { state.withLock { Array($0.keys) } }
+    func markStored(_ id: DataSourceID) { state.withLock { $0[id]?.markStored() } }
+    /// The sources being processed whose catalog rows are committed: the leases to renew.
+    var running: [DataSourceID] { state.withLock { $0.values.filter(\.isStored).map(\.id) } }
     /// Waits (on a processing thread) for one of the slots.
     func acquireSlot() { slots.wait() }
     func releaseSlot() { slots.signal() }
 }
 
 extension PostgresBackend {
+    /// What processing reads of a source's catalog row.
+    struct ProcessingInput: Sendable {
+        var id: DataSourceID
+        var contentType: String
+        var options: ParseOptions?
+        var fileSize: Int64
+
+        init(id: DataSourceID, contentType: String, options: ParseOptions?, fileSize: Int64) {
+            self.id = id
+            self.contentType = contentType
+            self.options = options
+            self.fileSize = fileSize
+        }
+
+        init(_ record: CatalogRecord) {
+            self.init(id: record.id, contentType: record.contentType, options: record.options, fileSize: record.fileSize)
+        }
+    }
+
     /// Processes a source this agent holds the lease of, from the local copy of its original.
-    func startProcessing(_ record: CatalogRecord, original: URL, progress: ProgressHandler?) {
-        guard let job = jobs.begin(record.id) else { return }
+    /// `stored`: an upload's storing transaction, still running beside the processing (which
+    /// publishes nothing until it has committed, and nothing at all if it fails); the
+    /// uploader marks the job stored when it commits.
+    func startProcessing(_ input: ProcessingInput, original: URL, stored: Task<Void, any Error>? = nil, progress: ProgressHandler?) {
+        guard let job = jobs.begin(input.id, stored: stored == nil) else { return }
         Task { [self] in
             defer {
                 jobs.end(job)
                 try? FileManager.default.removeItem(at: original)
             }
-            await process(record, original: original, job: job, progress: progress)
+            await process(input, original: original, stored: stored, job: job, progress: progress)
         }
     }
 
@@ -75,7 +106,7 @@ extension PostgresBackend {
     /// them, all in one transaction: the table, the catalog row moved out of `processing`
     /// (only while this agent still holds the lease), the issues, the change-log entry, and a
     /// `NOTIFY` sent on commit. Nothing of a load that fails or is abandoned is ever visible.
-    func process(_ record: CatalogRecord, original: URL, job: ProcessingJobs.Job, progress: ProgressHandler?) async {
+    func process(_ record: ProcessingInput, original: URL, stored: Task<Void, any Error>?, job: ProcessingJobs.Job, progress: ProgressHandler?) async {
         let id = record.id
         progress?(0, "Processing")
         // A slot first, then a connection: a queued load holds no connection of the pool.
@@ -84,14 +115,16 @@ extension PostgresBackend {
         let started = DispatchTime.now()
         do {
             do {
-                let outcome = try await loadAndPublish(record, original: original, job: job, progress: progress)
+                let outcome = try await loadAndPublish(record, original: original, stored: stored, job: job, progress: progress)
                 logger.info("processed \(id): \(outcome.rowCount) rows loaded (COPY) and published in \(Self.seconds(started, .now())) s")
             } catch Unpublished.cancelled {
                 return
             } catch Unpublished.failed(let message) {
                 logger.info("processing \(id) failed: \(message)")
+                try await committed(stored)
                 try await markFailed(id, message: message)
             } catch Unpublished.notStored(let error) {
+                try await committed(stored)
                 // Rows PostgreSQL refuses (a NUL in text) fail the source, in words.
                 logger.error("storing the rows of \(id) failed: \(String(reflecting: error))")
                 try await markFailed(id, message: "the rows could not be stored in PostgreSQL")
@@ -124,13 +157,14 @@ extension PostgresBackend {
     /// The pipeline on a thread of its own, its insert stage handing the encoded rows to this
     /// transaction's `COPY` (`CopyHandOver`, bounded); then the publishing statements.
     private func loadAndPublish(
-        _ record: CatalogRecord, original: URL, job: ProcessingJobs.Job, progress: ProgressHandler?
+        _ record: ProcessingInput, original: URL, stored: Task<Void, any Error>?, job: ProcessingJobs.Job, progress: ProgressHandler?
     ) async throws -> SharedIngestion.Outcome {
         let id = record.id
         let contentType = record.contentType
         let options = record.options ?? ParseOptions()
         let fileSize = record.fileSize
         let scratch = self.scratch
+        let started = DispatchTime.now()
         return try await withProcessingTransaction { [self, logger] connection in
             let handOver = CopyHandOver()
             async let ingested = offCooperativePool { () -> Result<SharedIngestion.Outcome, any Error> in
@@ -167,9 +201,12 @@ extension PostgresBackend {
                 throw Unpublished.failed("processing failed: \(error)")
             }
             progress?(0.9, "Publishing \(outcome.rowCount) rows")
+            let publishing = DispatchTime.now()
+            try await committed(stored)
             try await holdLease(id, on: connection)
             try await publish(id, outcome: outcome, on: connection)
             try await close(id, as: .completed, on: connection)
+            logger.info("\(id): \(outcome.rowCount) rows read, converted and copied in \(Self.seconds(started, publishing)) s; primary key and catalog in \(Self.seconds(publishing, .now())) s")
             return outcome
         }
     }
@@ -212,6 +249,15 @@ extension PostgresBackend {
                 if let closureError = error.closureError, closureError is Lost || closureError is Unpublished { throw closureError }
                 throw error
             }
+        }
+    }
+
+    /// Waits for an upload's storing transaction; `Lost` when it failed (there is no source).
+    private func committed(_ stored: Task<Void, any Error>?) async throws {
+        do {
+            try await stored?.value
+        } catch {
+            throw Lost()
         }
     }
 
@@ -317,7 +363,7 @@ extension PostgresBackend {
             logger.info("taking over the processing of \(record.id), whose lease expired")
             let local = scratch.appendingPathComponent(record.id.rawValue + ".original")
             try await fetchOriginal(record.id, to: local)
-            startProcessing(record, original: local, progress: nil)
+            startProcessing(ProcessingInput(record), original: local, progress: nil)
         }
         return claimed.count
     }

@@ -309,3 +309,14 @@ def test_rows_postgres_refuses_mid_copy_fail_the_source_and_leave_no_table(pg_ur
         result, note = upload_and_wait(agent, fileName="fine.csv", content=CSV)
         assert note["status"] == "completed", (note, agent.stderr.decode())
         assert row_tables(pg_cluster, pg_url) == "1"
+
+
+def test_originals_are_stored_with_lz4(pg_url, pg_cluster):
+    """Migration 5: an original's chunks are compressed with lz4 (pglz took five times as long)."""
+    text = "id,label\n" + "".join(f"{i},a label that repeats {i % 10}\n" for i in range(20000))
+    with Agent(pg_url) as agent:
+        agent.initialize()
+        _, note = upload_and_wait(agent, fileName="o.csv", content=text)
+        assert note["status"] == "completed", note
+    db = pg_url.rsplit("/", 1)[1]
+    assert pg_cluster.psql(db, "SELECT DISTINCT pg_column_compression(bytes) FROM datasource_agent.originals") == "lz4"
