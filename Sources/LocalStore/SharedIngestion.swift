@@ -4,7 +4,7 @@ import Foundation
 /// Processing for a store that keeps its rows elsewhere (the PostgreSQL store): the same
 /// pipeline as the local store (readers, dialect and header detection, type inference,
 /// cleaning, issues, the reload when a value does not fit) with its insert stage's sink
-/// encoding the typed rows as `COPY` text for a `CopyTarget` instead of writing a table
+/// encoding the typed rows as `COPY` data for a `CopyTarget` instead of writing a table
 /// file. Sharing the pipeline whole is what makes a source's columns, types, stats and
 /// issues identical on both stores.
 public enum SharedIngestion {
@@ -31,7 +31,7 @@ public enum SharedIngestion {
     /// processed throws `Failure`, a cancelled load `Cancelled`. `workDirectory` holds the
     /// scratch files some formats need (UTF-16 transcoded, a spreadsheet's shared strings).
     public static func process(
-        source: URL, contentType: String, options: ParseOptions, into target: any CopyTarget, workDirectory: URL,
+        source: URL, contentType: String, options: ParseOptions, into target: any CopyTarget, format: CopyFormat, workDirectory: URL,
         isCancelled: @escaping () -> Bool, progress: @escaping (_ bytesDone: Int64, _ rows: Int) -> Void
     ) throws -> Outcome {
         do {
@@ -39,7 +39,7 @@ public enum SharedIngestion {
                 source: source, contentType: contentType, options: options,
                 output: workDirectory.appendingPathComponent("load-\(UUID().uuidString)"), workDirectory: workDirectory,
                 isCancelled: isCancelled, progress: progress)
-            pipeline.makeSink = { types in try CopyTextSink(target: target, types: types) }
+            pipeline.makeSink = { types in try CopySink(target: target, types: types, format: format) }
             let result = try pipeline.run()
             return Outcome(columns: result.columns, rowCount: result.rowCount, stats: result.stats, issues: result.issues, sheets: result.sheets)
         } catch is IngestionPipeline.Cancelled {

@@ -103,7 +103,8 @@ enum RowCopy {
     /// that does not fit creates the table again with the new types), so at most the last
     /// load's rows remain. Returns whether the last load ended (all its rows copied).
     static func run(
-        _ handOver: CopyHandOver, into table: (qualified: String, unqualified: String), connection: PostgresConnection, logger: Logger
+        _ handOver: CopyHandOver, into table: (qualified: String, unqualified: String), format: CopyFormat, connection: PostgresConnection,
+        logger: Logger
     ) async throws -> Bool {
         var loads = 0
         var complete = false
@@ -119,7 +120,7 @@ enum RowCopy {
             // copyFrom quotes the name it is given whole, so the schema comes from the search path.
             try await connection.query("SET LOCAL search_path TO datasource_agent", logger: logger)
             do {
-                try await connection.copyFrom(table: table.unqualified, columns: [], format: .text(.init()), logger: logger) { writer in
+                try await connection.copyFrom(table: copyTarget(table.unqualified, format), columns: [], format: .text(.init()), logger: logger) { writer in
                     while let message = await handOver.next() {
                         switch message {
                         case .lines(let lines): try await writer.write(lines)
@@ -135,5 +136,16 @@ enum RowCopy {
             }
         }
         return complete
+    }
+
+    /// What to give `copyFrom` as the table. postgres-nio 1.33 writes `COPY "<table>" FROM
+    /// STDIN WITH (FORMAT text)` and has no binary format; it only forwards the data, so for
+    /// the binary format the statement's options are ended after the name (which is ours: a
+    /// validated UUID) and its own commented out.
+    static func copyTarget(_ table: String, _ format: CopyFormat) -> String {
+        switch format {
+        case .text: table
+        case .binary: table + "\" FROM STDIN WITH (FORMAT binary) --"
+        }
     }
 }

@@ -6,7 +6,7 @@ typealias IssueRecord = (line: Int, column: String?, severity: String, kind: Str
 
 /// Where a load's rows go: the insert stage hands it the convert stage's batches in file
 /// order. The local store's sink is the table file (`TableWriter`); a store that keeps its
-/// rows elsewhere gets them as `COPY` data (`CopyTextSink`). Everything before the sink
+/// rows elsewhere gets them as `COPY` data (`CopySink`). Everything before the sink
 /// (reading, inference, cleaning, issues, the reload when a value does not fit) is the
 /// same pipeline for both.
 protocol RowSink: AnyObject {

@@ -4,10 +4,10 @@ import Synchronization
 import Testing
 @testable import LocalStore
 
-/// The `COPY` text the pipeline's rows become for a store that keeps them in PostgreSQL, and
+/// The `COPY` data (text and binary) the pipeline's rows become for a store that keeps them in PostgreSQL, and
 /// the pipeline's loads as a `CopyTarget` sees them (a reload after a value that does not
 /// fit, a target that fails).
-@Suite(.serialized) struct CopyTextTests {
+@Suite(.serialized) struct CopySinkTests {
     func text(_ write: (inout [UInt8]) -> Void) -> String {
         var lines: [UInt8] = []
         write(&lines)
@@ -56,25 +56,28 @@ import Testing
     final class RecordingTarget: CopyTarget, @unchecked Sendable {
         var events: [String] = []
         var text = ""
+        var bytes: [UInt8] = []
         var failOnSend: Int?
         private var sends = 0
         struct Refused: Error {}
         func begin(types: [ColumnType]) throws {
             events.append("begin \(types.map(\.rawValue).joined(separator: ","))")
             text = ""
+            bytes = []
         }
         func send(_ lines: [UInt8]) throws {
             sends += 1
             if let failOnSend, sends >= failOnSend { throw Refused() }
             events.append("send")
             text += String(decoding: lines, as: UTF8.self)
+            bytes += lines
         }
         func end() throws { events.append("end") }
         func abandon() { events.append("abandon") }
         var rows: [String] { text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init) }
     }
 
-    func load(_ csv: String, target: RecordingTarget, rowsPerBatch: Int? = nil) throws -> (IngestionPipeline, IngestionResult) {
+    func load(_ csv: String, target: RecordingTarget, rowsPerBatch: Int? = nil, format: CopyFormat = .text) throws -> (IngestionPipeline, IngestionResult) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("copy-tests-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -84,7 +87,7 @@ import Testing
             source: source, contentType: "text/csv", options: ParseOptions(), output: directory.appendingPathComponent("unused.sqlite"),
             workDirectory: directory, isCancelled: { false }, progress: { _, _ in })
         pipeline.rowsPerBatch = rowsPerBatch
-        pipeline.makeSink = { types in try CopyTextSink(target: target, types: types) }
+        pipeline.makeSink = { types in try CopySink(target: target, types: types, format: format) }
         let result = try pipeline.run()
         #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("unused.sqlite").path))
         return (pipeline, result)
@@ -140,10 +143,82 @@ import Testing
         let pipeline = try IngestionPipeline(
             source: source, contentType: "text/csv", options: ParseOptions(), output: directory.appendingPathComponent("unused.sqlite"),
             workDirectory: directory, isCancelled: { false }, progress: { _, _ in })
-        pipeline.makeSink = { types in try CopyTextSink(target: target, types: types) }
+        pipeline.makeSink = { types in try CopySink(target: target, types: types, format: .text) }
         #expect(throws: RecordingTarget.Refused.self) { try pipeline.run() }
         #expect(target.events.last == "abandon")
         for _ in 0..<200 where pipeline.stageThreads.count > 0 { usleep(10_000) }
         #expect(pipeline.stageThreads.count == 0)
+    }
+
+    /// The fields of each row of `COPY` binary data, read back as PostgreSQL reads them.
+    func binaryRows(_ data: [UInt8], types: [ColumnType]) throws -> [[String]] {
+        var at = 0
+        func take(_ count: Int) throws -> ArraySlice<UInt8> {
+            guard at + count <= data.count else { throw CancellationError() }
+            defer { at += count }
+            return data[at..<at + count]
+        }
+        func integer(_ count: Int) throws -> Int64 { try take(count).reduce(Int64(0)) { $0 << 8 | Int64($1) } }
+        #expect(Array(try take(11)) == CopyBinary.signature)
+        #expect(try integer(4) == 0)
+        #expect(try integer(4) == 0)
+        var rows: [[String]] = []
+        while true {
+            let fields = Int16(truncatingIfNeeded: try integer(2))
+            if fields == -1 { break }
+            #expect(Int(fields) == types.count + 1)
+            var row: [String] = []
+            for field in 0..<Int(fields) {
+                let length = Int32(truncatingIfNeeded: try integer(4))
+                if length == -1 { row.append("null"); continue }
+                let bytes = try take(Int(length))
+                let type = field == 0 ? nil : types[field - 1]
+                switch type {
+                case nil: row.append("int8 \(bytes.reduce(Int64(0)) { $0 << 8 | Int64($1) })")
+                case .boolean: row.append("bool \(bytes.first == 1)")
+                case .number, .datetime:
+                    #expect(length == 8)
+                    row.append("float8 \(Double(bitPattern: UInt64(bitPattern: bytes.reduce(Int64(0)) { $0 << 8 | Int64($1) })))")
+                case .string, .date: row.append("text \(String(decoding: bytes, as: UTF8.self))")
+                }
+            }
+            rows.append(row)
+        }
+        #expect(at == data.count)
+        return rows
+    }
+
+    @Test func everyTypeAndNullBecomesItsBinaryField() throws {
+        let csv = """
+            n,price,flag,day,at,label
+            1,"$1,234.50",yes,2024-02-29,2024-01-02T03:04:05Z,"tab\there"
+            2,,no,,,"line
+            break"
+            -3,0.25,true,2024-03-01,2024-01-02T03:04:05.5Z,back\\slash é 😀
+            9007199254740993,1e300,false,2024-12-31,1970-01-01T00:00:00Z,""
+            """
+        let target = RecordingTarget()
+        let (_, result) = try load(csv, target: target, format: .binary)
+        let types = result.columns.map(\.type)
+        #expect(types == [.number, .number, .boolean, .date, .datetime, .string])
+        #expect(target.events == ["begin number,number,boolean,date,datetime,string", "send", "end"])
+        let rows = try binaryRows(target.bytes, types: types)
+        #expect(rows == [
+            ["int8 1", "float8 1.0", "float8 1234.5", "bool true", "text 2024-02-29", "float8 1704164645.0", "text tab\there"],
+            ["int8 2", "float8 2.0", "null", "bool false", "null", "null", "text line\nbreak"],
+            ["int8 3", "float8 -3.0", "float8 0.25", "bool true", "text 2024-03-01", "float8 1704164645.5", "text back\\slash é 😀"],
+            // An integer beyond 2^53 becomes the nearest double, as PostgreSQL's float8in reads it.
+            ["int8 4", "float8 9007199254740992.0", "float8 1e+300", "bool false", "text 2024-12-31", "float8 0.0", "null"],
+        ])
+    }
+
+    @Test func aReloadInBinaryBeginsWithANewHeader() throws {
+        var csv = "code,n\n"
+        for i in 0..<3000 { csv += "\(i == 2500 ? "A12" : String(i)),\(i)\n" }
+        let target = RecordingTarget()
+        let (_, result) = try load(csv, target: target, rowsPerBatch: 16, format: .binary)
+        let rows = try binaryRows(target.bytes, types: result.columns.map(\.type))
+        #expect(rows.count == 3000)
+        #expect(rows[2500] == ["int8 2501", "text A12", "float8 2500.0"])
     }
 }
