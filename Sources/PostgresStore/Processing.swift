@@ -187,7 +187,7 @@ extension PostgresBackend {
             var copied = false
             var copyError: (any Error)?
             do {
-                copied = try await RowCopy.run(handOver, into: (RowTable.name(id), RowTable.unqualifiedName(id)), format: Self.copyFormat, connection: connection,
+                copied = try await RowCopy.run(handOver, into: id, format: Self.copyFormat, connection: connection,
                     logger: logger)
             } catch {
                 copyError = error

@@ -98,14 +98,14 @@ enum RowCopy {
     /// The thread abandoned the load being copied (the `COPY` is failed and rolled back).
     private struct Abandoned: Error {}
 
-    /// Copies the loads the thread hands over into `table`, in the current transaction: each
+    /// Copies the loads the thread hands over into the source's table, in the current transaction: each
     /// load under a savepoint, rolled back when the load is abandoned (a reload after a value
     /// that does not fit creates the table again with the new types), so at most the last
     /// load's rows remain. Returns whether the last load ended (all its rows copied).
     static func run(
-        _ handOver: CopyHandOver, into table: (qualified: String, unqualified: String), format: CopyFormat, connection: PostgresConnection,
-        logger: Logger
+        _ handOver: CopyHandOver, into id: DataSourceID, format: CopyFormat, connection: PostgresConnection, logger: Logger
     ) async throws -> Bool {
+        let table = RowTable.name(id)
         var loads = 0
         var complete = false
         while let message = await handOver.next() {
@@ -115,12 +115,12 @@ enum RowCopy {
             complete = false
             try await connection.query("SAVEPOINT load", logger: logger)
             let definitions = (["r bigint NOT NULL"] + types.indices.map { "c\($0) \(RowTable.sqlType(types[$0]))" }).joined(separator: ", ")
-            try await connection.query(PostgresQuery(unsafeSQL: "DROP TABLE IF EXISTS \(table.qualified)"), logger: logger)
-            try await connection.query(PostgresQuery(unsafeSQL: "CREATE TABLE \(table.qualified) (\(definitions))"), logger: logger)
+            try await connection.query(PostgresQuery(unsafeSQL: "DROP TABLE IF EXISTS \(table)"), logger: logger)
+            try await connection.query(PostgresQuery(unsafeSQL: "CREATE TABLE \(table) (\(definitions))"), logger: logger)
             // copyFrom quotes the name it is given whole, so the schema comes from the search path.
             try await connection.query("SET LOCAL search_path TO datasource_agent", logger: logger)
             do {
-                try await connection.copyFrom(table: copyTarget(table.unqualified, format), columns: [], format: .text(.init()), logger: logger) { writer in
+                try await connection.copyFrom(table: copyTarget(id, format), columns: [], format: .text(.init()), logger: logger) { writer in
                     while let message = await handOver.next() {
                         switch message {
                         case .lines(let lines): try await writer.write(lines)
@@ -142,10 +142,10 @@ enum RowCopy {
     /// STDIN WITH (FORMAT text)` and has no binary format; it only forwards the data, so for
     /// the binary format the statement's options are ended after the name (which is ours: a
     /// validated UUID) and its own commented out.
-    static func copyTarget(_ table: String, _ format: CopyFormat) -> String {
+    static func copyTarget(_ id: DataSourceID, _ format: CopyFormat) -> String {
         switch format {
-        case .text: table
-        case .binary: table + "\" FROM STDIN WITH (FORMAT binary) --"
+        case .text: RowTable.unqualifiedName(id)
+        case .binary: "\(RowTable.unqualifiedName(id))\" FROM STDIN WITH (FORMAT binary) --"
         }
     }
 }
