@@ -283,31 +283,48 @@ public final class PostgresBackend: DataSourceBackend, Service {
                 contentType = given.lowercased()
             } else {
                 let prefix = Array(try handle.read(upToCount: 8192) ?? Data())
-                contentType = StagedIngestion.guessContentType(fileName: fileName, prefix: prefix)
+                contentType = SharedIngestion.guessContentType(fileName: fileName, prefix: prefix)
                 try handle.seek(toOffset: 0)
             }
             let now = Timestamp.now().secondsSince1970
             let options = request.options
-            let record = try await storing {
-                try await client.withTransaction(logger: logger) { [owner] connection -> CatalogRecord in
-                    try await connection.query("""
-                        INSERT INTO datasource_agent.datasources (id, file_name, content_type, file_size, status, uploaded_at, options_json, lease_owner, lease_heartbeat_at)
-                        VALUES (\(id.rawValue), \(fileName), \(contentType), \(fileSize), 'processing', \(now), \(options.catalogJSON), \(owner), \(now))
-                        """, logger: logger)
-                    var chunk: Int32 = 0
-                    while let data = try handle.read(upToCount: Self.chunkBytes), !data.isEmpty {
-                        try await connection.query(
-                            "INSERT INTO datasource_agent.originals (datasource_id, chunk, bytes) VALUES (\(id.rawValue), \(chunk), \(ByteBuffer(bytes: data)))",
-                            logger: logger)
-                        chunk += 1
+            let storingStarted = DispatchTime.now()
+            // The original is stored while the pipeline already reads the local copy: the
+            // processing publishes nothing until this transaction has committed.
+            let storingTask = Task { [self] () -> CatalogRecord in
+                try await storing {
+                    try await client.withTransaction(logger: logger) { [owner, catalog, logger] connection -> CatalogRecord in
+                        try await connection.query("""
+                            INSERT INTO datasource_agent.datasources (id, file_name, content_type, file_size, status, uploaded_at, options_json, lease_owner, lease_heartbeat_at)
+                            VALUES (\(id.rawValue), \(fileName), \(contentType), \(fileSize), 'processing', \(now), \(options.catalogJSON), \(owner), \(now))
+                            """, logger: logger)
+                        var chunk: Int32 = 0
+                        while let data = try handle.read(upToCount: Self.chunkBytes), !data.isEmpty {
+                            try await connection.query(
+                                "INSERT INTO datasource_agent.originals (datasource_id, chunk, bytes) VALUES (\(id.rawValue), \(chunk), \(ByteBuffer(bytes: data)))",
+                                logger: logger)
+                            chunk += 1
+                        }
+                        guard let record = try await catalog.record(id, on: connection) else {
+                            throw DataSourceError(.storageError, details: ["reason": "the upload was not recorded"])
+                        }
+                        return record
                     }
-                    guard let record = try await catalog.record(id, on: connection) else {
-                        throw DataSourceError(.storageError, details: ["reason": "the upload was not recorded"])
-                    }
-                    return record
                 }
             }
-            startProcessing(record, original: local, progress: progress)
+            let stored = Task<Void, any Error> { _ = try await storingTask.value }
+            startProcessing(
+                ProcessingInput(id: id, contentType: contentType, options: options, fileSize: fileSize), original: local, stored: stored,
+                progress: progress)
+            let record: CatalogRecord
+            do {
+                record = try await storingTask.value
+            } catch {
+                jobs.cancel(id)
+                throw error
+            }
+            jobs.markStored(id)
+            logger.info("\(id): original (\(fileSize) bytes) stored in \(Self.seconds(storingStarted, .now())) s")
             return record.summary
         } catch {
             try? FileManager.default.removeItem(at: local)

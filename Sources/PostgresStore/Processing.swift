@@ -13,9 +13,16 @@ import Synchronization
 final class ProcessingJobs: Sendable {
     final class Job: Sendable {
         let id: DataSourceID
-        private let state = Mutex<(cancelled: Bool, rows: Int)>((false, 0))
-        init(id: DataSourceID) { self.id = id }
+        private let state = Mutex<(cancelled: Bool, rows: Int, stored: Bool)>((false, 0, false))
+        init(id: DataSourceID, stored: Bool) {
+            self.id = id
+            state.withLock { $0.stored = stored }
+        }
         var isCancelled: Bool { state.withLock { $0.cancelled } }
+        /// Whether the source's catalog row is committed (an upload is processed while its
+        /// original is still being stored, and has no row whose lease could be renewed yet).
+        var isStored: Bool { state.withLock { $0.stored } }
+        func markStored() { state.withLock { $0.stored = true } }
         func cancel() { state.withLock { $0.cancelled = true } }
         var rows: Int { state.withLock { $0.rows } }
         func update(rows: Int) { state.withLock { $0.rows = rows } }
@@ -27,10 +34,10 @@ final class ProcessingJobs: Sendable {
     init(maxConcurrent: Int) { slots = DispatchSemaphore(value: maxConcurrent) }
 
     /// The job for `id`, or nil when this agent is processing it already.
-    func begin(_ id: DataSourceID) -> Job? {
+    func begin(_ id: DataSourceID, stored: Bool) -> Job? {
         state.withLock { jobs in
             guard jobs[id] == nil else { return nil }
-            let job = Job(id: id)
+            let job = Job(id: id, stored: stored)
             jobs[id] = job
             return job
         }
@@ -40,88 +47,96 @@ final class ProcessingJobs: Sendable {
     func rowsSoFar(_ id: DataSourceID) -> Int? { state.withLock { $0[id]?.rows } }
     func cancel(_ id: DataSourceID) { state.withLock { $0[id]?.cancel() } }
     func cancelAll() { state.withLock { jobs in jobs.values.forEach { $0.cancel() } } }
-    var running: [DataSourceID] { state.withLock { Array($0.keys) } }
+    func markStored(_ id: DataSourceID) { state.withLock { $0[id]?.markStored() } }
+    /// The sources being processed whose catalog rows are committed: the leases to renew.
+    var running: [DataSourceID] { state.withLock { $0.values.filter(\.isStored).map(\.id) } }
     /// Waits (on a processing thread) for one of the slots.
     func acquireSlot() { slots.wait() }
     func releaseSlot() { slots.signal() }
 }
 
 extension PostgresBackend {
+    /// What processing reads of a source's catalog row.
+    struct ProcessingInput: Sendable {
+        var id: DataSourceID
+        var contentType: String
+        var options: ParseOptions?
+        var fileSize: Int64
+
+        init(id: DataSourceID, contentType: String, options: ParseOptions?, fileSize: Int64) {
+            self.id = id
+            self.contentType = contentType
+            self.options = options
+            self.fileSize = fileSize
+        }
+
+        init(_ record: CatalogRecord) {
+            self.init(id: record.id, contentType: record.contentType, options: record.options, fileSize: record.fileSize)
+        }
+    }
+
     /// Processes a source this agent holds the lease of, from the local copy of its original.
-    func startProcessing(_ record: CatalogRecord, original: URL, progress: ProgressHandler?) {
-        guard let job = jobs.begin(record.id) else { return }
+    /// `stored`: an upload's storing transaction, still running beside the processing (which
+    /// publishes nothing until it has committed, and nothing at all if it fails); the
+    /// uploader marks the job stored when it commits.
+    func startProcessing(_ input: ProcessingInput, original: URL, stored: Task<Void, any Error>? = nil, progress: ProgressHandler?) {
+        guard let job = jobs.begin(input.id, stored: stored == nil) else { return }
         Task { [self] in
             defer {
                 jobs.end(job)
                 try? FileManager.default.removeItem(at: original)
             }
-            await process(record, original: original, job: job, progress: progress)
+            await process(input, original: original, stored: stored, job: job, progress: progress)
         }
     }
 
+    /// The `COPY` format of the rows (`protocol/postgres.md` says which measured faster);
+    /// `DATASOURCE_AGENT_COPY_FORMAT=text|binary` chooses the other one to measure it again.
+    static let copyFormat = ProcessInfo.processInfo.environment["DATASOURCE_AGENT_COPY_FORMAT"].flatMap(CopyFormat.init(rawValue:)) ?? .binary
+
     private struct Lost: Error {}
 
-    /// Stages the rows with the shared pipeline (types, cleaning and issues exactly as on a
-    /// local store), then publishes them in one transaction: the typed table created and
-    /// filled by `COPY … FROM STDIN`, the catalog row moved out of `processing` (only while
-    /// this agent still holds the lease), the issues and the change-log entry written, and a
+    /// How a load that publishes nothing ends (its transaction is rolled back).
+    private enum Unpublished: Error {
+        /// The file cannot be processed: the source fails with this message.
+        case failed(String)
+        /// PostgreSQL refused the rows (a NUL in text).
+        case notStored(any Error)
+        case cancelled
+    }
+
+    /// Runs the shared pipeline (types, cleaning and issues exactly as on a local store) with
+    /// its rows streamed as `COPY … FROM STDIN` into the source's typed table, and publishes
+    /// them, all in one transaction: the table, the catalog row moved out of `processing`
+    /// (only while this agent still holds the lease), the issues, the change-log entry, and a
     /// `NOTIFY` sent on commit. Nothing of a load that fails or is abandoned is ever visible.
-    func process(_ record: CatalogRecord, original: URL, job: ProcessingJobs.Job, progress: ProgressHandler?) async {
+    func process(_ record: ProcessingInput, original: URL, stored: Task<Void, any Error>?, job: ProcessingJobs.Job, progress: ProgressHandler?) async {
         let id = record.id
-        let staging = scratch.appendingPathComponent(id.rawValue + ".staging.sqlite")
-        defer { try? FileManager.default.removeItem(at: staging) }
         progress?(0, "Processing")
-        let fileSize = record.fileSize
+        // A slot first, then a connection: a queued load holds no connection of the pool.
+        _ = try? await offCooperativePool { [jobs] in jobs.acquireSlot() }
+        defer { jobs.releaseSlot() }
         let started = DispatchTime.now()
-        let staged: Result<StagedIngestion.Outcome, StagedIngestion.Failure>
         do {
-            let contentType = record.contentType
-            let options = record.options ?? ParseOptions()
-            let scratch = self.scratch
-            staged = try await offCooperativePool { [jobs] in
-                jobs.acquireSlot()
-                defer { jobs.releaseSlot() }
-                do {
-                    return .success(try StagedIngestion.process(
-                        source: original, contentType: contentType, options: options, staging: staging, workDirectory: scratch,
-                        isCancelled: { job.isCancelled },
-                        progress: { bytes, rows in
-                            job.update(rows: rows)
-                            if fileSize > 0 { progress?(min(0.9, 0.9 * Double(bytes) / Double(fileSize)), "\(rows) rows") }
-                        }))
-                } catch let failure as StagedIngestion.Failure {
-                    return .failure(failure)
-                }
-            }
-        } catch is StagedIngestion.Cancelled {
-            return
-        } catch {
-            staged = .failure(StagedIngestion.Failure(message: "processing failed: \(error)"))
-        }
-        if job.isCancelled { return }
-        do {
-            switch staged {
-            case .success(let outcome):
-                progress?(0.9, "Publishing \(outcome.rowCount) rows")
-                do {
-                    let publishing = DispatchTime.now()
-                    try await publish(id, outcome: outcome, staging: staging, job: job)
-                    logger.info("processed \(id): \(outcome.rowCount) rows staged in \(Self.seconds(started, publishing)) s, published (COPY) in \(Self.seconds(publishing, .now())) s")
-                } catch let lost as Lost {
-                    throw lost
-                } catch {
-                    if job.isCancelled { return }
-                    // Rows PostgreSQL refuses (a NUL in text) fail the source, in words.
-                    logger.error("publishing \(id) failed: \(String(reflecting: error))")
-                    try await markFailed(id, message: "the rows could not be stored in PostgreSQL")
-                }
-            case .failure(let failure):
-                logger.info("processing \(id) failed: \(failure.message)")
-                try await markFailed(id, message: failure.message)
+            do {
+                let outcome = try await loadAndPublish(record, original: original, stored: stored, job: job, progress: progress)
+                logger.info("processed \(id): \(outcome.rowCount) rows loaded (COPY) and published in \(Self.seconds(started, .now())) s")
+            } catch Unpublished.cancelled {
+                return
+            } catch Unpublished.failed(let message) {
+                logger.info("processing \(id) failed: \(message)")
+                try await committed(stored)
+                try await markFailed(id, message: message)
+            } catch Unpublished.notStored(let error) {
+                try await committed(stored)
+                // Rows PostgreSQL refuses (a NUL in text) fail the source, in words.
+                logger.error("storing the rows of \(id) failed: \(String(reflecting: error))")
+                try await markFailed(id, message: "the rows could not be stored in PostgreSQL")
             }
         } catch is Lost {
             logger.info("processing \(id) ended without publishing: the source was deleted or its lease taken over")
         } catch {
+            if job.isCancelled { return }
             logger.error("could not record the outcome of processing \(id): \(String(reflecting: error))")
         }
         progress?(1, "Done")
@@ -132,89 +147,152 @@ extension PostgresBackend {
     }
 
     private func markFailed(_ id: DataSourceID, message: String) async throws {
-                try await finish(id) { [logger] connection in
-                    try await connection.query("""
-                        UPDATE datasource_agent.datasources SET status = 'failed', processed_at = \(Timestamp.now().secondsSince1970),
-                        error_message = \(message), row_count = 0, cleaned_rows = 0, error_count = 1, warning_count = 0
-                        WHERE id = \(id.rawValue)
-                        """, logger: logger)
-                    return .failed
-                }
-    }
-
-    private func publish(_ id: DataSourceID, outcome: StagedIngestion.Outcome, staging: URL, job: ProcessingJobs.Job) async throws {
-        let columns = outcome.columns
-        try await finish(id) { [logger] connection in
-            let table = RowTable.name(id)
-            let definitions = (["r bigint NOT NULL"] + columns.indices.map { "c\($0) \(RowTable.sqlType(columns[$0].type))" }).joined(separator: ", ")
-            try await connection.query(PostgresQuery(unsafeSQL: "DROP TABLE IF EXISTS \(table)"), logger: logger)
-            try await connection.query(PostgresQuery(unsafeSQL: "CREATE TABLE \(table) (\(definitions))"), logger: logger)
-            // copyFrom quotes the name it is given whole, so the schema comes from the search path.
-            try await connection.query("SET LOCAL search_path TO datasource_agent", logger: logger)
-            try await connection.copyFrom(table: RowTable.unqualifiedName(id), columns: [], format: .text(.init()), logger: logger) { writer in
-                for try await chunk in CopyText.chunks(staging: staging, columns: columns, isCancelled: { job.isCancelled }) {
-                    try await writer.write(chunk)
-                }
-            }
-            try await connection.query(PostgresQuery(unsafeSQL: "ALTER TABLE \(table) ADD PRIMARY KEY (r)"), logger: logger)
-            // What `datasources/query` may read (when the store has its reader role).
-            try await connection.query(PostgresQuery(unsafeSQL: """
-                DO $$ BEGIN
-                    IF EXISTS (SELECT FROM pg_roles WHERE rolname = '\(PostgresSQLQuery.readerRole)') THEN
-                        GRANT SELECT ON \(table) TO \(PostgresSQLQuery.readerRole);
-                    END IF;
-                END $$
-                """), logger: logger)
-            for (position, issue) in outcome.issues.enumerated() {
-                try await connection.query("""
-                    INSERT INTO datasource_agent.processing_issues (datasource_id, position, severity, line, column_name, kind, reason)
-                    VALUES (\(id.rawValue), \(position), \(issue.severity.rawValue), \(Int64(issue.line)), \(issue.column), \(issue.kind), \(issue.reason))
-                    """, logger: logger)
-            }
+        try await withProcessingTransaction { [self, logger] connection in
+            try await holdLease(id, on: connection)
             try await connection.query("""
-                UPDATE datasource_agent.datasources SET status = 'completed', processed_at = \(Timestamp.now().secondsSince1970),
-                row_count = \(Int64(outcome.rowCount)), cleaned_rows = \(Int64(outcome.stats.cleanedRows)),
-                error_count = \(Int64(outcome.stats.errors)), warning_count = \(Int64(outcome.stats.warnings)),
-                columns_json = \(columns.catalogJSON), sheets_json = \(outcome.sheets.map(\.catalogJSON))
+                UPDATE datasource_agent.datasources SET status = 'failed', processed_at = \(Timestamp.now().secondsSince1970),
+                error_message = \(message), row_count = 0, cleaned_rows = 0, error_count = 1, warning_count = 0
                 WHERE id = \(id.rawValue)
                 """, logger: logger)
-            return .completed
+            try await close(id, as: .failed, on: connection)
         }
     }
 
-    /// One transaction that moves the source out of `processing` if this agent still holds
-    /// its lease (the row is locked first, so a delete or a takeover cannot interleave), logs
-    /// the change and notifies every agent on commit. Throws `Lost` when the source is gone or
-    /// no longer this agent's.
-    private func finish(_ id: DataSourceID, _ body: @escaping (PostgresConnection) async throws -> DataSourceStatus) async throws {
-        try await client.withConnection { connection in
-            do {
-                try await connection.withTransaction(logger: logger) { [owner, logger] connection in
-                    var holds = false
-                    for try await _ in try await connection.query("""
-                        SELECT 1 FROM datasource_agent.datasources
-                        WHERE id = \(id.rawValue) AND status = 'processing' AND lease_owner = \(owner) FOR UPDATE
-                        """, logger: logger) { holds = true }
-                    guard holds else { throw Lost() }
-                    let status = try await body(connection)
-                    try await connection.query("""
-                        UPDATE datasource_agent.datasources SET lease_owner = NULL, lease_heartbeat_at = NULL, estimated_completion = NULL
-                        WHERE id = \(id.rawValue)
-                        """, logger: logger)
-                    let now = Timestamp.now().secondsSince1970
-                    try await connection.query("""
-                        INSERT INTO datasource_agent.status_changes (datasource_id, previous_status, status, committed_at)
-                        VALUES (\(id.rawValue), 'processing', \(status.rawValue), \(now))
-                        """, logger: logger)
-                    // The log only has to outlive the time a listener takes to reconnect.
-                    try await connection.query("DELETE FROM datasource_agent.status_changes WHERE committed_at < \(now - 3600)", logger: logger)
-                    try await connection.query("SELECT pg_notify(\(Schema.notificationChannel), \(id.rawValue))", logger: logger)
+    /// The pipeline on a thread of its own, its insert stage handing the encoded rows to this
+    /// transaction's `COPY` (`CopyHandOver`, bounded); then the publishing statements.
+    private func loadAndPublish(
+        _ record: ProcessingInput, original: URL, stored: Task<Void, any Error>?, job: ProcessingJobs.Job, progress: ProgressHandler?
+    ) async throws -> SharedIngestion.Outcome {
+        let id = record.id
+        let contentType = record.contentType
+        let options = record.options ?? ParseOptions()
+        let fileSize = record.fileSize
+        let scratch = self.scratch
+        let started = DispatchTime.now()
+        return try await withProcessingTransaction { [self, logger] connection in
+            let handOver = CopyHandOver()
+            async let ingested = offCooperativePool { () -> Result<SharedIngestion.Outcome, any Error> in
+                defer { handOver.close() }
+                return Result {
+                    try SharedIngestion.process(
+                        source: original, contentType: contentType, options: options, into: handOver, format: Self.copyFormat,
+                        workDirectory: scratch,
+                        isCancelled: { job.isCancelled },
+                        progress: { bytes, rows in
+                            job.update(rows: rows)
+                            if fileSize > 0 { progress?(min(0.9, 0.9 * Double(bytes) / Double(fileSize)), "\(rows) rows") }
+                        })
                 }
+            }
+            var copied = false
+            var copyError: (any Error)?
+            do {
+                copied = try await RowCopy.run(handOver, into: id, format: Self.copyFormat, connection: connection,
+                    logger: logger)
+            } catch {
+                copyError = error
+                handOver.stop()
+            }
+            let outcome: SharedIngestion.Outcome
+            switch try await ingested {
+            case _ where job.isCancelled: throw Unpublished.cancelled
+            case .success(let loaded):
+                if let copyError { throw Unpublished.notStored(copyError) }
+                guard copied else { throw Unpublished.notStored(CopyHandOver.Stopped()) }
+                outcome = loaded
+            case .failure(is SharedIngestion.Cancelled): throw Unpublished.cancelled
+            case .failure(let failure as SharedIngestion.Failure): throw Unpublished.failed(failure.message)
+            case .failure(let error):
+                if let copyError { throw Unpublished.notStored(copyError) }
+                throw Unpublished.failed("processing failed: \(error)")
+            }
+            progress?(0.9, "Publishing \(outcome.rowCount) rows")
+            let publishing = DispatchTime.now()
+            try await committed(stored)
+            try await holdLease(id, on: connection)
+            try await publish(id, outcome: outcome, on: connection)
+            try await close(id, as: .completed, on: connection)
+            logger.info("\(id): \(outcome.rowCount) rows read, converted and copied in \(Self.seconds(started, publishing)) s; primary key and catalog in \(Self.seconds(publishing, .now())) s")
+            return outcome
+        }
+    }
+
+    /// The statements after the rows' `COPY`: the primary key (built once over the loaded
+    /// rows, faster than kept up during the load), the reader's grant, the issues, the catalog.
+    private func publish(_ id: DataSourceID, outcome: SharedIngestion.Outcome, on connection: PostgresConnection) async throws {
+        let table = RowTable.name(id)
+        try await connection.query(PostgresQuery(unsafeSQL: "ALTER TABLE \(table) ADD PRIMARY KEY (r)"), logger: logger)
+        // What `datasources/query` may read (when the store has its reader role).
+        try await connection.query(PostgresQuery(unsafeSQL: """
+            DO $$ BEGIN
+                IF EXISTS (SELECT FROM pg_roles WHERE rolname = '\(PostgresSQLQuery.readerRole)') THEN
+                    GRANT SELECT ON \(table) TO \(PostgresSQLQuery.readerRole);
+                END IF;
+            END $$
+            """), logger: logger)
+        for (position, issue) in outcome.issues.enumerated() {
+            try await connection.query("""
+                INSERT INTO datasource_agent.processing_issues (datasource_id, position, severity, line, column_name, kind, reason)
+                VALUES (\(id.rawValue), \(position), \(issue.severity.rawValue), \(Int64(issue.line)), \(issue.column), \(issue.kind), \(issue.reason))
+                """, logger: logger)
+        }
+        try await connection.query("""
+            UPDATE datasource_agent.datasources SET status = 'completed', processed_at = \(Timestamp.now().secondsSince1970),
+            row_count = \(Int64(outcome.rowCount)), cleaned_rows = \(Int64(outcome.stats.cleanedRows)),
+            error_count = \(Int64(outcome.stats.errors)), warning_count = \(Int64(outcome.stats.warnings)),
+            columns_json = \(outcome.columns.catalogJSON), sheets_json = \(outcome.sheets.map(\.catalogJSON))
+            WHERE id = \(id.rawValue)
+            """, logger: logger)
+    }
+
+    /// `body` in one transaction on one connection of the pool; `Lost` and `Unpublished`
+    /// leave it as themselves (after the rollback).
+    private func withProcessingTransaction<T: Sendable>(_ body: @escaping (PostgresConnection) async throws -> T) async throws -> T {
+        try await client.withConnection { [logger] connection in
+            do {
+                return try await connection.withTransaction(logger: logger) { connection in try await body(connection) }
             } catch let error as PostgresTransactionError {
-                if error.closureError is Lost { throw Lost() }
+                if let closureError = error.closureError, closureError is Lost || closureError is Unpublished { throw closureError }
                 throw error
             }
         }
+    }
+
+    /// Waits for an upload's storing transaction; `Lost` when it failed (there is no source).
+    private func committed(_ stored: Task<Void, any Error>?) async throws {
+        do {
+            try await stored?.value
+        } catch {
+            throw Lost()
+        }
+    }
+
+    /// Locks the catalog row (so a delete or a takeover cannot interleave with what follows)
+    /// and throws `Lost` unless the source is still `processing` under this agent's lease.
+    private func holdLease(_ id: DataSourceID, on connection: PostgresConnection) async throws {
+        var holds = false
+        for try await _ in try await connection.query("""
+            SELECT 1 FROM datasource_agent.datasources
+            WHERE id = \(id.rawValue) AND status = 'processing' AND lease_owner = \(owner) FOR UPDATE
+            """, logger: logger) { holds = true }
+        guard holds else { throw Lost() }
+    }
+
+    /// The end of processing, with the row moved to `status`: the lease given up, the change
+    /// logged, every agent notified on commit.
+    private func close(_ id: DataSourceID, as status: DataSourceStatus, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            UPDATE datasource_agent.datasources SET lease_owner = NULL, lease_heartbeat_at = NULL, estimated_completion = NULL
+            WHERE id = \(id.rawValue)
+            """, logger: logger)
+        let now = Timestamp.now().secondsSince1970
+        try await connection.query("""
+            INSERT INTO datasource_agent.status_changes (datasource_id, previous_status, status, committed_at)
+            VALUES (\(id.rawValue), 'processing', \(status.rawValue), \(now))
+            """, logger: logger)
+        // The log only has to outlive the time a listener takes to reconnect.
+        try await connection.query("DELETE FROM datasource_agent.status_changes WHERE committed_at < \(now - 3600)", logger: logger)
+        try await connection.query("SELECT pg_notify(\(Schema.notificationChannel), \(id.rawValue))", logger: logger)
     }
 
     // MARK: Leases
@@ -294,7 +372,7 @@ extension PostgresBackend {
             logger.info("taking over the processing of \(record.id), whose lease expired")
             let local = scratch.appendingPathComponent(record.id.rawValue + ".original")
             try await fetchOriginal(record.id, to: local)
-            startProcessing(record, original: local, progress: nil)
+            startProcessing(ProcessingInput(record), original: local, progress: nil)
         }
         return claimed.count
     }
@@ -319,88 +397,6 @@ extension PostgresBackend {
     }
 }
 
-/// The staged rows as `COPY … FROM STDIN` text: tab-separated, `\N` for null, backslash,
-/// tab, newline and carriage return escaped; `r` first, then each column as its type is stored.
-enum CopyText {
-    static let chunkBytes = 1 << 20
-
-    /// Read on a thread of its own, at most a few chunks ahead of the writer.
-    static func chunks(staging: URL, columns: [DataColumn], isCancelled: @escaping @Sendable () -> Bool) -> AsyncThrowingStream<ByteBuffer, any Error> {
-        let (stream, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
-        let credits = DispatchSemaphore(value: 4)
-        let types = columns.map(\.type)
-        let stop = Atomic<Bool>(false)
-        continuation.onTermination = { _ in
-            stop.store(true, ordering: .relaxed)
-            credits.signal()
-        }
-        let thread = Thread {
-            var buffer: [UInt8] = []
-            buffer.reserveCapacity(chunkBytes + 65536)
-            var r: Int64 = 0
-            func send() -> Bool {
-                credits.wait()
-                if stop.load(ordering: .relaxed) || isCancelled() { return false }
-                continuation.yield(ByteBuffer(bytes: buffer))
-                buffer.removeAll(keepingCapacity: true)
-                return true
-            }
-            struct Stopped: Error {}
-            do {
-                try StagedIngestion.forEachRow(in: staging, columnCount: columns.count) { cells in
-                    r += 1
-                    append(r, to: &buffer)
-                    for (index, cell) in cells.enumerated() {
-                        buffer.append(0x09)
-                        append(cell, type: types[index], to: &buffer)
-                    }
-                    buffer.append(0x0A)
-                    if buffer.count >= chunkBytes, !send() { throw Stopped() }
-                }
-                if !buffer.isEmpty, !send() { throw Stopped() }
-                continuation.finish()
-            } catch is Stopped {
-                continuation.finish(throwing: CancellationError())
-            } catch {
-                continuation.finish(throwing: error)
-            }
-        }
-        thread.name = "copy rows"
-        thread.start()
-        // The writer hands a credit back for each chunk it has sent.
-        return AsyncThrowingStream { [iterator = SendableIterator(stream.makeAsyncIterator())] in
-            let next = try await iterator.next()
-            if next != nil { credits.signal() }
-            return next
-        }
-    }
-
-    static func append(_ value: Int64, to buffer: inout [UInt8]) {
-        buffer.append(contentsOf: String(value).utf8)
-    }
-
-    static func append(_ cell: StagedIngestion.Cell, type: ColumnType, to buffer: inout [UInt8]) {
-        switch cell {
-        case .null:
-            buffer.append(0x5C); buffer.append(0x4E)
-        case .int(let i):
-            if type == .boolean { buffer.append(i != 0 ? 0x74 : 0x66) } else { append(i, to: &buffer) }
-        case .double(let d):
-            buffer.append(contentsOf: d.description.utf8)
-        case .text(let bytes):
-            for byte in bytes {
-                switch byte {
-                case 0x5C: buffer.append(0x5C); buffer.append(0x5C)
-                case 0x09: buffer.append(0x5C); buffer.append(0x74)
-                case 0x0A: buffer.append(0x5C); buffer.append(0x6E)
-                case 0x0D: buffer.append(0x5C); buffer.append(0x72)
-                default: buffer.append(byte)
-                }
-            }
-        }
-    }
-}
-
 struct DeadlinePassed: Error, CustomStringConvertible {
     var seconds: UInt64
     var description: String { "no answer within \(seconds) s" }
@@ -418,11 +414,4 @@ func withDeadline<T: Sendable>(seconds: UInt64, _ body: @escaping @Sendable () a
         guard let first = try await group.next() else { throw DeadlinePassed(seconds: seconds) }
         return first
     }
-}
-
-/// An async iterator shared with the stream that wraps it (consumed by one task only).
-final class SendableIterator: @unchecked Sendable {
-    private var iterator: AsyncThrowingStream<ByteBuffer, any Error>.AsyncIterator
-    init(_ iterator: AsyncThrowingStream<ByteBuffer, any Error>.AsyncIterator) { self.iterator = iterator }
-    func next() async throws -> ByteBuffer? { try await iterator.next() }
 }

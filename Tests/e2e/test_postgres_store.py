@@ -263,3 +263,60 @@ def test_upload_accepted_by_an_agent_whose_client_leaves_is_finished(pg_url, pg_
         assert time.monotonic() < deadline
         time.sleep(0.5)
     assert pg_cluster.psql(db, f"SELECT row_count FROM datasource_agent.datasources WHERE id = '{id}'") == "200000"
+
+
+def row_tables(pg_cluster, pg_url):
+    db = pg_url.rsplit("/", 1)[1]
+    return pg_cluster.psql(
+        db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'datasource_agent' AND tablename LIKE 'rows\\_%'")
+
+
+def test_a_late_value_that_does_not_fit_reloads_the_copy_and_matches_the_local_store(pg_url, pg_cluster, tmp_path):
+    """Types come from the first 1,000 rows; `A12` at row 2,500 does not fit `number`, so the
+    pipeline loads the whole file again as `string`: on PostgreSQL the first COPY is rolled
+    back to its savepoint and the table made again, and the result is the local store's."""
+    lines = ["code,n,label"] + [f"{'A12' if i == 2500 else i},{i},\"tab\there, \\\\ back\"" for i in range(3000)]
+    csv = "\n".join(lines) + "\n"
+    answers = []
+    for store in (tmp_path / "store", pg_url):
+        with Agent(store) as agent:
+            agent.initialize()
+            result, note = upload_and_wait(agent, fileName="late.csv", content=csv)
+            assert note["status"] == "completed", (note, agent.stderr.decode())
+            details = agent.call("datasources/get", {"datasourceId": result["datasourceId"]})
+            for volatile in ("datasourceId", "uploadedAt", "processedAt"):
+                details.pop(volatile, None)
+            answers.append((details, all_rows(agent, result["datasourceId"])))
+    (local, local_rows), (postgres, postgres_rows) = answers
+    assert [c["type"] for c in postgres["columns"]] == ["string", "number", "string"]
+    assert postgres_rows[2500] == {"code": "A12", "n": 2500, "label": "tab\there, \\\\ back"}
+    assert postgres == local
+    assert postgres_rows == local_rows
+    assert row_tables(pg_cluster, pg_url) == "1"
+
+
+def test_rows_postgres_refuses_mid_copy_fail_the_source_and_leave_no_table(pg_url, pg_cluster):
+    """A NUL character in text (which PostgreSQL's `text` cannot hold) far into the file makes
+    the COPY fail after many rows were sent: the source fails in words, its transaction is
+    rolled back (no table), and the agent goes on processing the next upload."""
+    lines = ["id,label"] + [f"{i},{'bad' + chr(0) + 'value' if i == 40000 else 'label ' + str(i)}" for i in range(50000)]
+    with Agent(pg_url) as agent:
+        agent.initialize()
+        _, note = upload_and_wait(agent, fileName="nul.csv", content="\n".join(lines) + "\n")
+        assert note["status"] == "failed", note
+        assert note["error"]["message"] == "the rows could not be stored in PostgreSQL"
+        assert row_tables(pg_cluster, pg_url) == "0"
+        result, note = upload_and_wait(agent, fileName="fine.csv", content=CSV)
+        assert note["status"] == "completed", (note, agent.stderr.decode())
+        assert row_tables(pg_cluster, pg_url) == "1"
+
+
+def test_originals_are_stored_with_lz4(pg_url, pg_cluster):
+    """Migration 5: an original's chunks are compressed with lz4 (pglz took five times as long)."""
+    text = "id,label\n" + "".join(f"{i},a label that repeats {i % 10}\n" for i in range(20000))
+    with Agent(pg_url) as agent:
+        agent.initialize()
+        _, note = upload_and_wait(agent, fileName="o.csv", content=text)
+        assert note["status"] == "completed", note
+    db = pg_url.rsplit("/", 1)[1]
+    assert pg_cluster.psql(db, "SELECT DISTINCT pg_column_compression(bytes) FROM datasource_agent.originals") == "lz4"

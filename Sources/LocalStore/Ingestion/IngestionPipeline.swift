@@ -48,7 +48,7 @@ enum SourceFormat: Equatable {
 }
 
 /// Reads a stored original, infers and cleans its columns, and writes the typed rows into a
-/// fresh SQLite file. Types are inferred from a sample; a later value that does not fit
+/// fresh SQLite file (or another `RowSink`). Types are inferred from a sample; a later value that does not fit
 /// restarts the load once with types inferred from the whole file, so no value is ever
 /// silently lost.
 final class IngestionPipeline {
@@ -319,20 +319,30 @@ final class IngestionPipeline {
     let stageThreads = StageThreads()
     /// Called with the table writer before any row is loaded (tests make inserts fail with it).
     var prepareWriter: ((TableWriter) -> Void)?
+    /// Where each load's rows go, made as the load starts with its columns' types (a reload
+    /// after a value that does not fit makes a new one). By default the SQLite table file
+    /// `output`; `SharedIngestion` streams them as `COPY` data instead.
+    var makeSink: ((_ types: [ColumnType]) throws -> any RowSink)?
+
+    private func sink(types: [ColumnType]) throws -> any RowSink {
+        if let makeSink { return try makeSink(types) }
+        let writer = try TableWriter(path: output.path, columnCount: types.count)
+        prepareWriter?(writer)
+        return writer
+    }
 
     /// Loads the rows: this thread (the convert stage) cleans and converts each record that
     /// `reader` gives (a `RecordPrefetcher`, reading on a thread of its own, when the load
     /// has stages) into batches of ready-to-bind values, and keeps the issues, tallies and
-    /// samples, in file order; a `BatchInserter` binds and steps them into the table.
+    /// samples, in file order; a `BatchInserter` hands them to the load's sink.
     func load(_ reader: any RecordReader, layout: TableLayout, names: [String], decisions: [ColumnDecision]) throws -> IngestionResult {
         var reader = reader
         let columnCount = names.count
-        let writer = try TableWriter(path: output.path, columnCount: columnCount)
-        prepareWriter?(writer)
+        let sink = try sink(types: decisions.map(\.type))
         let inserter = BatchInserter(
-            writer: writer, columns: columnCount, rowsPerBatch: rowsPerBatch ?? max(1, min(8192, (1 << 17) / columnCount)), threaded: stages(),
+            sink: sink, columns: columnCount, rowsPerBatch: rowsPerBatch ?? max(1, min(8192, (1 << 17) / columnCount)), threaded: stages(),
             threads: stageThreads)
-        var issues: [(line: Int, column: String?, severity: String, kind: String, reason: String)] = []
+        var issues: [IssueRecord] = []
         var warnings = 0
         var errors = 0
         func note(_ severity: ProcessingIssue.Severity, _ line: Int, _ column: String?, _ kind: String, _ reason: String) {
@@ -432,11 +442,11 @@ final class IngestionPipeline {
             }
             if batch.rows > 0 { try inserter.submit(batch) }
             try inserter.finish()
-            try writer.finish(issues: issues)
+            try sink.finish(issues: issues)
         } catch {
-            // The insert stage stops before the writer closes; the caller removes the file.
+            // The insert stage stops before the sink is abandoned; the caller removes a table file.
             inserter.abort()
-            writer.close()
+            sink.abandon()
             throw error
         }
         progress(fileSize, rows)

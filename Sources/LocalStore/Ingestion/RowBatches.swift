@@ -94,14 +94,15 @@ final class RowBatch {
     }
 }
 
-/// The insert stage: a thread of its own that binds and steps the rows of each batch the
-/// convert stage hands it, while the convert stage converts the next ones. Batches
+/// The insert stage: a thread of its own that hands each batch the convert stage fills to
+/// the load's `RowSink` (binds and steps them into SQLite, or encodes them as `COPY` data),
+/// while the convert stage converts the next ones. Batches
 /// circulate between the two through a bounded queue (`depth` batches in all, so memory
 /// stays bounded whatever the file's size). A failure on either side stops both: the
 /// insert stage's error is thrown to the convert stage at its next hand-over, and the
-/// convert stage's own errors `abort` the insert stage before the writer is closed.
+/// convert stage's own errors `abort` the insert stage before the sink is abandoned.
 final class BatchInserter: @unchecked Sendable {
-    private let writer: TableWriter
+    private let sink: any RowSink
     private let condition = NSCondition()
     private var free: [RowBatch]
     private var full: [RowBatch] = []
@@ -116,9 +117,9 @@ final class BatchInserter: @unchecked Sendable {
     private let threaded: Bool
 
     init(
-        writer: TableWriter, columns: Int, rowsPerBatch: Int, depth: Int = 3, threaded: Bool = true, threads: StageThreads = StageThreads()
+        sink: any RowSink, columns: Int, rowsPerBatch: Int, depth: Int = 3, threaded: Bool = true, threads: StageThreads = StageThreads()
     ) {
-        self.writer = writer
+        self.sink = sink
         self.threaded = threaded
         free = (0..<(threaded ? max(2, depth) : 1)).map { _ in RowBatch(columns: columns, capacity: rowsPerBatch) }
         guard threaded else {
@@ -149,7 +150,7 @@ final class BatchInserter: @unchecked Sendable {
     /// Hands a filled batch to the insert stage.
     func submit(_ batch: RowBatch) throws {
         guard threaded else {
-            try insert(batch)
+            try sink.write(batch)
             rowsInserted += batch.rows
             free.append(batch)
             return
@@ -175,7 +176,7 @@ final class BatchInserter: @unchecked Sendable {
     }
 
     /// Stops the insert stage without inserting what is queued, and waits for it to stop, so
-    /// that the writer may be closed. Does nothing once the stage has stopped.
+    /// that the sink may be abandoned. Does nothing once the stage has stopped.
     func abort() {
         condition.lock()
         let wasRunning = running
@@ -200,7 +201,7 @@ final class BatchInserter: @unchecked Sendable {
             let batch = full.removeFirst()
             condition.unlock()
             do {
-                try insert(batch)
+                try sink.write(batch)
             } catch {
                 condition.lock()
                 failure = error
@@ -218,40 +219,6 @@ final class BatchInserter: @unchecked Sendable {
         }
     }
 
-    private func insert(_ batch: RowBatch) throws {
-        let kinds = batch.kinds
-        let payloads = batch.payloads
-        let text = UnsafeRawPointer(batch.text).assumingMemoryBound(to: CChar.self)
-        let columns = batch.columns
-        let group = writer.rowsPerStatement
-        var cell = 0
-        var textStart = 0
-        var row = 0
-        while row < batch.rows {
-            let rows = batch.rows - row >= group ? group : 1
-            let statement = rows > 1 ? writer.insertMany : writer.insertOne
-            var bound = SQLITE_OK
-            for parameter in 1...Int32(rows * columns) {
-                switch kinds[cell] {
-                case RowBatch.Kind.int.rawValue: bound |= sqlite3_bind_int64(statement, parameter, payloads[cell])
-                case RowBatch.Kind.double.rawValue:
-                    bound |= sqlite3_bind_double(statement, parameter, Double(bitPattern: UInt64(bitPattern: payloads[cell])))
-                case RowBatch.Kind.text.rawValue:
-                    // No copy: the batch's text stays put until the statement has run.
-                    let end = Int(payloads[cell])
-                    bound |= sqlite3_bind_text(statement, parameter, text + textStart, Int32(end - textStart), nil)
-                    textStart = end
-                default: bound |= sqlite3_bind_null(statement, parameter)
-                }
-                cell += 1
-            }
-            // A value SQLite refuses (too big) would otherwise be stored as null, silently.
-            if bound != SQLITE_OK { throw IngestionFailure("SQLite insert failed: \(writer.lastError)") }
-            try writer.step(statement)
-            row += rows
-        }
-        writer.startWriteback()
-    }
 }
 
 /// Counts the stage threads (reading, inserting) of one load that have not ended yet. The

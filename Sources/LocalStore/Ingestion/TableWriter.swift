@@ -90,7 +90,7 @@ final class TableWriter {
     }
 
     /// Commits, records the processing issues, and closes; the file is then complete.
-    func finish(issues: [(line: Int, column: String?, severity: String, kind: String, reason: String)]) throws {
+    func finish(issues: [IssueRecord]) throws {
         finalizeInserts()
         try execute("""
             CREATE TABLE issues (line INTEGER NOT NULL, columnName TEXT, severity TEXT NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL);
