@@ -29,6 +29,16 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
 
     public func adding(seconds: Int64) -> Timestamp { Timestamp(secondsSince1970: secondsSince1970 + seconds) }
 
+    /// When processing that started at `startedAt` and has read `bytesDone` of `totalBytes`
+    /// should end: now plus the remaining bytes at the rate measured so far (nil before the
+    /// first bytes). Every store estimates `estimatedCompletion` this way.
+    public static func estimatedCompletion(startedAt: Date, bytesDone: Int64, totalBytes: Int64) -> Timestamp? {
+        let elapsed = Date().timeIntervalSince(startedAt)
+        guard bytesDone > 0, elapsed > 0 else { return nil }
+        let remaining = Double(max(0, totalBytes - bytesDone)) / (Double(bytesDone) / elapsed)
+        return Timestamp(secondsSince1970: Int64((Date().timeIntervalSince1970 + remaining).rounded(.up)))
+    }
+
     public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool { lhs.secondsSince1970 < rhs.secondsSince1970 }
 
     public var iso8601: String {

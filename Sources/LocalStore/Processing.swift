@@ -26,11 +26,7 @@ final class ProcessingJob: Sendable {
 
     /// Start time plus the remaining bytes at the rate measured so far.
     var estimatedCompletion: Timestamp? {
-        let done = state.withLock { $0.bytesDone }
-        let elapsed = Date().timeIntervalSince(startedAt)
-        guard done > 0, elapsed > 0 else { return nil }
-        let remaining = Double(max(0, fileSize - done)) / (Double(done) / elapsed)
-        return Timestamp(secondsSince1970: Int64((Date().timeIntervalSince1970 + remaining).rounded(.up)))
+        Timestamp.estimatedCompletion(startedAt: startedAt, bytesDone: state.withLock { $0.bytesDone }, totalBytes: fileSize)
     }
 }
 

@@ -178,6 +178,12 @@ public final class PostgresBackend: DataSourceBackend, Service {
         return details
     }
 
+    /// This agent's own estimate while it processes the source, else the one the processing
+    /// agent last wrote with its lease (`renewLeases`).
+    func estimatedCompletion(of record: CatalogRecord) -> Timestamp? {
+        jobs.estimatedCompletion(record.id) ?? record.estimatedCompletion.map(Timestamp.init(secondsSince1970:))
+    }
+
     public func data(_ query: DataQuery) async throws -> DataPage {
         guard let record = try await storing({ try await catalog.record(query.datasourceId) }) else {
             throw DataSourceError.notFound(query.datasourceId.rawValue)
@@ -185,7 +191,7 @@ public final class PostgresBackend: DataSourceBackend, Service {
         switch record.status {
         case .processing:
             throw DataSourceError.processingInProgress(
-                status: .processing, estimatedCompletion: record.estimatedCompletion.map(Timestamp.init(secondsSince1970:)))
+                status: .processing, estimatedCompletion: estimatedCompletion(of: record))
         case .failed:
             throw DataSourceError.processingFailed(id: record.id, message: record.errorMessage ?? "processing failed")
         case .completed:
@@ -215,7 +221,7 @@ public final class PostgresBackend: DataSourceBackend, Service {
             switch record.status {
             case .processing:
                 throw DataSourceError.processingInProgress(
-                    status: .processing, estimatedCompletion: record.estimatedCompletion.map(Timestamp.init(secondsSince1970:)))
+                    status: .processing, estimatedCompletion: estimatedCompletion(of: record))
             case .failed:
                 throw DataSourceError.processingFailed(id: id, message: record.errorMessage ?? "processing failed")
             case .completed:

@@ -13,9 +13,12 @@ import Synchronization
 final class ProcessingJobs: Sendable {
     final class Job: Sendable {
         let id: DataSourceID
-        private let state = Mutex<(cancelled: Bool, rows: Int, stored: Bool)>((false, 0, false))
-        init(id: DataSourceID, stored: Bool) {
+        let fileSize: Int64
+        let startedAt = Date()
+        private let state = Mutex<(cancelled: Bool, rows: Int, bytesDone: Int64, stored: Bool)>((false, 0, 0, false))
+        init(id: DataSourceID, fileSize: Int64, stored: Bool) {
             self.id = id
+            self.fileSize = fileSize
             state.withLock { $0.stored = stored }
         }
         var isCancelled: Bool { state.withLock { $0.cancelled } }
@@ -25,7 +28,10 @@ final class ProcessingJobs: Sendable {
         func markStored() { state.withLock { $0.stored = true } }
         func cancel() { state.withLock { $0.cancelled = true } }
         var rows: Int { state.withLock { $0.rows } }
-        func update(rows: Int) { state.withLock { $0.rows = rows } }
+        func update(bytesDone: Int64, rows: Int) { state.withLock { $0.bytesDone = bytesDone; $0.rows = rows } }
+        var estimatedCompletion: Timestamp? {
+            Timestamp.estimatedCompletion(startedAt: startedAt, bytesDone: state.withLock { $0.bytesDone }, totalBytes: fileSize)
+        }
     }
 
     private let slots: DispatchSemaphore
@@ -34,10 +40,10 @@ final class ProcessingJobs: Sendable {
     init(maxConcurrent: Int) { slots = DispatchSemaphore(value: maxConcurrent) }
 
     /// The job for `id`, or nil when this agent is processing it already.
-    func begin(_ id: DataSourceID, stored: Bool) -> Job? {
+    func begin(_ id: DataSourceID, fileSize: Int64, stored: Bool) -> Job? {
         state.withLock { jobs in
             guard jobs[id] == nil else { return nil }
-            let job = Job(id: id, stored: stored)
+            let job = Job(id: id, fileSize: fileSize, stored: stored)
             jobs[id] = job
             return job
         }
@@ -48,6 +54,7 @@ final class ProcessingJobs: Sendable {
     func cancel(_ id: DataSourceID) { state.withLock { $0[id]?.cancel() } }
     func cancelAll() { state.withLock { jobs in jobs.values.forEach { $0.cancel() } } }
     func markStored(_ id: DataSourceID) { state.withLock { $0[id]?.markStored() } }
+    func estimatedCompletion(_ id: DataSourceID) -> Timestamp? { state.withLock { $0[id]?.estimatedCompletion } }
     /// The sources being processed whose catalog rows are committed: the leases to renew.
     var running: [DataSourceID] { state.withLock { $0.values.filter(\.isStored).map(\.id) } }
     /// Waits (on a processing thread) for one of the slots.
@@ -80,7 +87,7 @@ extension PostgresBackend {
     /// publishes nothing until it has committed, and nothing at all if it fails); the
     /// uploader marks the job stored when it commits.
     func startProcessing(_ input: ProcessingInput, original: URL, stored: Task<Void, any Error>? = nil, progress: ProgressHandler?) {
-        guard let job = jobs.begin(input.id, stored: stored == nil) else { return }
+        guard let job = jobs.begin(input.id, fileSize: input.fileSize, stored: stored == nil) else { return }
         Task { [self] in
             defer {
                 jobs.end(job)
@@ -179,7 +186,7 @@ extension PostgresBackend {
                         workDirectory: scratch,
                         isCancelled: { job.isCancelled },
                         progress: { bytes, rows in
-                            job.update(rows: rows)
+                            job.update(bytesDone: bytes, rows: rows)
                             if fileSize > 0 { progress?(min(0.9, 0.9 * Double(bytes) / Double(fileSize)), "\(rows) rows") }
                         })
                 }
@@ -323,10 +330,13 @@ extension PostgresBackend {
         guard !running.isEmpty else { return }
         var held = Set<String>()
         let now = Timestamp.now().secondsSince1970
+        // Each heartbeat carries the job's estimate, which other agents answer with (0: none yet).
+        let estimates = running.map { jobs.estimatedCompletion($0)?.secondsSince1970 ?? 0 }
         for try await id in try await client.query("""
-            UPDATE datasource_agent.datasources SET lease_heartbeat_at = \(now)
-            WHERE status = 'processing' AND lease_owner = \(owner) AND id = ANY(\(running.map(\.rawValue)))
-            RETURNING id
+            UPDATE datasource_agent.datasources AS d SET lease_heartbeat_at = \(now), estimated_completion = NULLIF(e.estimate, 0)
+            FROM unnest(\(running.map(\.rawValue))::text[], \(estimates)::bigint[]) AS e(id, estimate)
+            WHERE d.id = e.id AND d.status = 'processing' AND d.lease_owner = \(owner)
+            RETURNING d.id
             """, logger: logger).decode(String.self) { held.insert(id) }
         for id in running where !held.contains(id.rawValue) { jobs.cancel(id) }
     }
