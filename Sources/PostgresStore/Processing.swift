@@ -109,6 +109,10 @@ extension PostgresBackend {
                     logger.info("processed \(id): \(outcome.rowCount) rows staged in \(Self.seconds(started, publishing)) s, published (COPY) in \(Self.seconds(publishing, .now())) s")
                 } catch let lost as Lost {
                     throw lost
+                } catch where ConnectionLoss.isConnectionLoss(error) {
+                    // Not the rows' fault: the lease lapses and this agent or another loads it again.
+                    logger.warning("publishing \(id) was interrupted, the connection to PostgreSQL was lost; it is processed again when its lease lapses: \(String(reflecting: error))")
+                    return
                 } catch {
                     if job.isCancelled { return }
                     // Rows PostgreSQL refuses (a NUL in text) fail the source, in words.
@@ -185,30 +189,33 @@ extension PostgresBackend {
     /// One transaction that moves the source out of `processing` if this agent still holds
     /// its lease (the row is locked first, so a delete or a takeover cannot interleave), logs
     /// the change and notifies every agent on commit. Throws `Lost` when the source is gone or
-    /// no longer this agent's.
-    private func finish(_ id: DataSourceID, _ body: @escaping (PostgresConnection) async throws -> DataSourceStatus) async throws {
-        try await client.withConnection { connection in
+    /// no longer this agent's, and `ConnectionLoss.Closed` as soon as the connection closes
+    /// under it (postgres-nio would otherwise wait for it forever: see `racingClose`).
+    private func finish(_ id: DataSourceID, _ body: @escaping @Sendable (PostgresConnection) async throws -> DataSourceStatus) async throws {
+        try await client.withConnection { [owner, logger] connection in
             do {
-                try await connection.withTransaction(logger: logger) { [owner, logger] connection in
-                    var holds = false
-                    for try await _ in try await connection.query("""
-                        SELECT 1 FROM datasource_agent.datasources
-                        WHERE id = \(id.rawValue) AND status = 'processing' AND lease_owner = \(owner) FOR UPDATE
-                        """, logger: logger) { holds = true }
-                    guard holds else { throw Lost() }
-                    let status = try await body(connection)
-                    try await connection.query("""
-                        UPDATE datasource_agent.datasources SET lease_owner = NULL, lease_heartbeat_at = NULL, estimated_completion = NULL
-                        WHERE id = \(id.rawValue)
-                        """, logger: logger)
-                    let now = Timestamp.now().secondsSince1970
-                    try await connection.query("""
-                        INSERT INTO datasource_agent.status_changes (datasource_id, previous_status, status, committed_at)
-                        VALUES (\(id.rawValue), 'processing', \(status.rawValue), \(now))
-                        """, logger: logger)
-                    // The log only has to outlive the time a listener takes to reconnect.
-                    try await connection.query("DELETE FROM datasource_agent.status_changes WHERE committed_at < \(now - 3600)", logger: logger)
-                    try await connection.query("SELECT pg_notify(\(Schema.notificationChannel), \(id.rawValue))", logger: logger)
+                try await ConnectionLoss.racingClose(of: connection) {
+                    try await connection.withTransaction(logger: logger) { connection in
+                        var holds = false
+                        for try await _ in try await connection.query("""
+                            SELECT 1 FROM datasource_agent.datasources
+                            WHERE id = \(id.rawValue) AND status = 'processing' AND lease_owner = \(owner) FOR UPDATE
+                            """, logger: logger) { holds = true }
+                        guard holds else { throw Lost() }
+                        let status = try await body(connection)
+                        try await connection.query("""
+                            UPDATE datasource_agent.datasources SET lease_owner = NULL, lease_heartbeat_at = NULL, estimated_completion = NULL
+                            WHERE id = \(id.rawValue)
+                            """, logger: logger)
+                        let now = Timestamp.now().secondsSince1970
+                        try await connection.query("""
+                            INSERT INTO datasource_agent.status_changes (datasource_id, previous_status, status, committed_at)
+                            VALUES (\(id.rawValue), 'processing', \(status.rawValue), \(now))
+                            """, logger: logger)
+                        // The log only has to outlive the time a listener takes to reconnect.
+                        try await connection.query("DELETE FROM datasource_agent.status_changes WHERE committed_at < \(now - 3600)", logger: logger)
+                        try await connection.query("SELECT pg_notify(\(Schema.notificationChannel), \(id.rawValue))", logger: logger)
+                    }
                 }
             } catch let error as PostgresTransactionError {
                 if error.closureError is Lost { throw Lost() }
