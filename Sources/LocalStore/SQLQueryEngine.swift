@@ -115,7 +115,13 @@ enum SQLQueryEngine {
         }, nil, nil, nil)
         for (index, source) in sources.enumerated() {
             let uri = "file:" + (source.path.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "?#%"))) ?? source.path) + "?mode=ro"
-            try execute(db, "ATTACH DATABASE '\(uri.replacingOccurrences(of: "'", with: "''"))' AS s\(index)")
+            guard sqlite3_exec(db, "ATTACH DATABASE '\(uri.replacingOccurrences(of: "'", with: "''"))' AS s\(index)", nil, nil, nil) == SQLITE_OK else {
+                // Deleted since the catalog said it was completed (a delete racing this query):
+                // answered as for a source that does not exist. Once attached, the open file
+                // answers the whole statement even if it is unlinked meanwhile.
+                if !FileManager.default.fileExists(atPath: source.path) { throw SQLQuery.invalid("no data source \(source.id.rawValue)") }
+                throw DataSourceError(.storageError, details: ["reason": "a data source's rows could not be opened for the query"])
+            }
             let select: String = source.columns.enumerated().map { position, column -> String in
                 let expression: String = column.type == .datetime ? "ds_datetime(c\(position))" : "c\(position)"
                 return "\(expression) AS \(quoted(column.name))"

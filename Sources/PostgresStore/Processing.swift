@@ -130,6 +130,12 @@ extension PostgresBackend {
                 logger.info("processed \(id): \(outcome.rowCount) rows loaded (COPY) and published in \(Self.seconds(started, .now())) s")
             } catch Unpublished.cancelled {
                 return
+            } catch Unpublished.notStored(let error) where ConnectionLoss.isConnectionLoss(error) {
+                lostConnection(id, error)
+                return
+            } catch where ConnectionLoss.isConnectionLoss(error) {
+                lostConnection(id, error)
+                return
             } catch Unpublished.failed(let message) {
                 logger.info("processing \(id) failed: \(message)")
                 try await committed(stored)
@@ -147,6 +153,12 @@ extension PostgresBackend {
             logger.error("could not record the outcome of processing \(id): \(String(reflecting: error))")
         }
         progress?(1, "Done")
+    }
+
+    /// Not the rows' fault (a server restart, a network cut): the lease lapses and this agent
+    /// or another loads the source again.
+    private func lostConnection(_ id: DataSourceID, _ error: any Error) {
+        logger.warning("loading \(id) was interrupted, the connection to PostgreSQL was lost; it is processed again when its lease lapses: \(String(reflecting: error))")
     }
 
     static func seconds(_ from: DispatchTime, _ to: DispatchTime) -> String {
@@ -176,8 +188,11 @@ extension PostgresBackend {
         let fileSize = record.fileSize
         let scratch = self.scratch
         let started = DispatchTime.now()
+        let handOver = CopyHandOver()
+        // A transaction abandoned on a closed connection (`ConnectionLoss.racingClose`) must
+        // not leave the pipeline's thread waiting to hand rows to a COPY that is gone.
+        defer { handOver.stop() }
         return try await withProcessingTransaction { [self, logger] connection in
-            let handOver = CopyHandOver()
             async let ingested = offCooperativePool { () -> Result<SharedIngestion.Outcome, any Error> in
                 defer { handOver.close() }
                 return Result {
@@ -253,11 +268,15 @@ extension PostgresBackend {
     }
 
     /// `body` in one transaction on one connection of the pool; `Lost` and `Unpublished`
-    /// leave it as themselves (after the rollback).
-    private func withProcessingTransaction<T: Sendable>(_ body: @escaping (PostgresConnection) async throws -> T) async throws -> T {
+    /// leave it as themselves (after the rollback), and `ConnectionLoss.Closed` comes as soon
+    /// as the connection closes under it (postgres-nio would otherwise wait for it forever:
+    /// see `racingClose`).
+    private func withProcessingTransaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await client.withConnection { [logger] connection in
             do {
-                return try await connection.withTransaction(logger: logger) { connection in try await body(connection) }
+                return try await ConnectionLoss.racingClose(of: connection) {
+                    try await connection.withTransaction(logger: logger) { connection in try await body(connection) }
+                }
             } catch let error as PostgresTransactionError {
                 if let closureError = error.closureError, closureError is Lost || closureError is Unpublished { throw closureError }
                 throw error

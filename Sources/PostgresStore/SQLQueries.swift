@@ -187,6 +187,12 @@ struct PostgresSQLQuery {
 
     static let explain = "EXPLAIN (FORMAT JSON) "
 
+    /// The source whose table "relation \"datasource_agent.rows_<id>\" does not exist" names.
+    static func deletedSource(in message: String) -> DataSourceID? {
+        guard let start = message.range(of: "rows_")?.upperBound else { return nil }
+        return DataSourceID(String(message[start...].prefix(36)))
+    }
+
     /// A failure of the plan's check: positions count the `EXPLAIN` in front too.
     struct Explaining: Error {
         var underlying: any Error
@@ -217,6 +223,10 @@ struct PostgresSQLQuery {
         case "57014": return SQLQuery.invalid("timed out after \(timeoutMs) ms")
         case "42501": return SQLQuery.invalid("only reading the named sources is allowed (\(message))")
         case "25006": return SQLQuery.invalid("only reading is allowed")
+        case "42P01" where deletedSource(in: message) != nil:
+            // A named source deleted between the catalog's answer and the statement: answered
+            // as for a source that does not exist, not with the table's internal name.
+            return SQLQuery.invalid("no data source \(deletedSource(in: message)!.rawValue)")
         default:
             let offset = info[.position].flatMap(Int.init).map { $0 - 1 - userStart }
             return SQLQuery.invalid(message, offset: offset.flatMap { $0 >= 0 ? $0 : nil })

@@ -37,14 +37,36 @@ def pg_url(pg_cluster) -> str:
     return pg_cluster.url(pg_cluster.fresh_database())
 
 
-@pytest.fixture(params=["local", "postgres"])
+STORE_KINDS = ["local", "postgres"]
+
+
+def new_store(request, directory: Path):
+    """A new, empty store of the kind `request.param` names: `directory/store`, or a fresh
+    database of the run's cluster as a `--store` URL. For fixtures of any scope (a module's
+    one server per store kind parametrises with `params=STORE_KINDS`)."""
+    if request.param == "local":
+        return directory / "store"
+    cluster = request.getfixturevalue("pg_cluster")
+    return cluster.url(cluster.fresh_database())
+
+
+def is_postgres(store) -> bool:
+    return str(store).startswith("postgres://")
+
+
+@pytest.fixture(params=STORE_KINDS)
 def any_store(request, tmp_path: Path):
     """The store a store-generic test runs against: a local directory, then a PostgreSQL
     database. A module makes its tests store-generic with `store = any_store` overriding
-    `store` (`@pytest.fixture def store(any_store): return any_store`)."""
-    if request.param == "local":
-        return tmp_path / "store"
-    return request.getfixturevalue("pg_url")
+    `store` (`@pytest.fixture def store(any_store): return any_store`); a test of such a
+    module that only makes sense on one store says so with `only_on("local")`."""
+    return new_store(request, tmp_path)
+
+
+def only_on(kind: str):
+    """Runs a test of a store-generic module on one kind of store only (its reason in the
+    test's docstring): parametrising `any_store` directly replaces the fixture's params."""
+    return pytest.mark.parametrize("any_store", [kind], indirect=True)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentproc import ROOT, agent_binary
+from conftest import is_postgres
 
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 import datasource_agent  # noqa: E402
@@ -17,6 +18,11 @@ from datasource_agent import Client, DatasourceNotFound, InvalidParameters, Proc
 
 PRODUCTS = ROOT / "examples" / "products.csv"
 SHELL = ROOT / "clients" / "shell" / "ds"
+
+
+@pytest.fixture
+def store(any_store):
+    return any_store
 
 
 @pytest.fixture
@@ -160,7 +166,7 @@ def test_shell_client(store, tmp_path, with_jq):
     assert out.returncode == 0 and json.loads(out.stdout)["message"] == "Data source deleted successfully"
 
 
-def test_python_client_query_and_export(tmp_path):
+def test_python_client_query_and_export(store, tmp_path):
     import csv
     import io
     import urllib.request
@@ -170,10 +176,12 @@ def test_python_client_query_and_export(tmp_path):
 
     path = tmp_path / "p.csv"
     path.write_text("sku,category,price\nA1,Toys,10\nA2,Toys,20\nA3,Books,5\n")
-    with Client(agent_binary(), store=tmp_path / "store") as client:
+    with Client(agent_binary(), store=store) as client:
         source = client.upload(str(path), wait=True)
         id = source["datasourceId"]
-        result = client.query('SELECT category, sum(price) AS total FROM p WHERE price > ? GROUP BY 1 ORDER BY 1',
+        # The one parameter in each store's dialect (SQLite's `?`, PostgreSQL's `$1`).
+        placeholder = "$1" if is_postgres(store) else "?"
+        result = client.query(f'SELECT category, sum(price) AS total FROM p WHERE price > {placeholder} GROUP BY 1 ORDER BY 1',
                               [1], sources={"p": id}, timeout_ms=5000)
         assert result["rows"] == [{"category": "Books", "total": 5}, {"category": "Toys", "total": 30}]
         link = client.export(id, "csv", sort=["category", "price"], order=["asc", "desc"], columns=["sku"])

@@ -13,6 +13,11 @@ SHELL = ROOT / "clients" / "shell" / "ds"
 
 
 @pytest.fixture
+def store(any_store):
+    return any_store
+
+
+@pytest.fixture
 def env(store):
     return dict(os.environ, DATASOURCE_AGENT=agent_binary(), DATASOURCE_AGENT_STORE=str(store))
 

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
+from conftest import STORE_KINDS, new_store
 from restproc import EventStream, RestServer, create_key, http, keys
 
 CSV = "id,price,name\n1,50,cheap\n2,150,dear\n3,250,dearer\n"
@@ -18,12 +19,13 @@ TOKEN_TTL_MS = 2500
 UNAUTHORIZED = {"error": "Authentication required", "code": "UNAUTHORIZED"}
 
 
-@pytest.fixture(scope="module")
-def rest(tmp_path_factory):
-    store = tmp_path_factory.mktemp("events") / "store"
+@pytest.fixture(scope="module", params=STORE_KINDS)
+def rest(request, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("events")
+    store = new_store(request, directory)
     write = create_key(store, "write", "writer")
     read = create_key(store, "read", "reader")
-    server = RestServer(store, "--rate-limit", "100000", env={
+    server = RestServer(store, "--rate-limit", "100000", port_file=directory / "port", env={
         "DATASOURCE_AGENT_EVENTS_HEARTBEAT_MS": str(HEARTBEAT_MS),
         "DATASOURCE_AGENT_EVENTS_TOKEN_TTL_MS": str(TOKEN_TTL_MS),
     })

@@ -17,6 +17,11 @@ from mcp import Client, StdioServerParameters  # noqa: E402
 PRODUCTS = str(ROOT / "examples" / "products.csv")
 
 
+@pytest.fixture
+def store(any_store):
+    return any_store
+
+
 def big_csv(tmp_path, rows=300_000):
     return str(write_big_csv(tmp_path / "big.csv", rows))
 
@@ -155,12 +160,21 @@ def test_upload_tool_with_progress_token_waits_and_reports(store):
 
 
 async def cancel_an_upload(client, path: str, after: float):
-    """Starts uploading `path` as a tool call with progress, cancels it after `after` seconds,
-    and returns `list_datasources` from the same session, which must still be usable."""
+    """Starts uploading `path` as a tool call with progress, cancels it `after` seconds after
+    the upload was accepted, and returns `list_datasources` from the same session, which must
+    still be usable. Accepted: the second progress report, the first from processing (the
+    first is sent at once). On a PostgreSQL store storing the original takes longer than on
+    a local one, and an upload cancelled before it is stored leaves nothing."""
+    accepted = asyncio.Event()
+    reports = []
+
     async def on_progress(value, total, message):
-        pass
+        reports.append(value)
+        if len(reports) >= 2:
+            accepted.set()
 
     call = asyncio.create_task(client.call_tool("upload_datasource", {"path": path}, progress_callback=on_progress))
+    await asyncio.wait_for(accepted.wait(), timeout=60)
     await asyncio.sleep(after)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):

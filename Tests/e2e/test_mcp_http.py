@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from agentproc import ROOT
+from conftest import STORE_KINDS, new_store
 from restproc import RestServer, create_key
 from test_mcp import cancel_an_upload
 
@@ -28,12 +29,13 @@ META = {
 }
 
 
-@pytest.fixture(scope="module")
-def rest(tmp_path_factory):
-    store = tmp_path_factory.mktemp("mcphttp") / "store"
+@pytest.fixture(scope="module", params=STORE_KINDS)
+def rest(request, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("mcphttp")
+    store = new_store(request, directory)
     write = create_key(store, "write", "writer")
     read = create_key(store, "read", "reader")
-    servers = [RestServer(store, "--rate-limit", "100000"), RestServer(store, "--rate-limit", "100000")]
+    servers = [RestServer(store, "--rate-limit", "100000", port_file=directory / f"port{i}") for i in range(2)]
     for server in servers:
         server.__enter__()
     try:

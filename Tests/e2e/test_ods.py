@@ -8,9 +8,16 @@ from odf.opendocument import OpenDocumentSpreadsheet
 from odf.table import CoveredTableCell, Table, TableCell, TableRow
 from odf.text import P, S, Span
 
+import pytest
+
 from agentproc import Agent
 from conftest import all_rows, upload_and_wait
 from restproc import RestServer, create_key
+
+
+@pytest.fixture
+def store(any_store):
+    return any_store
 
 
 def cell(shown=None, /, **attributes):

@@ -11,8 +11,15 @@ from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen import canvas
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+import pytest
+
 from agentproc import Agent
 from conftest import all_rows, upload_and_wait
+
+
+@pytest.fixture
+def store(any_store):
+    return any_store
 
 HEADER = ["sku", "product name", "qty", "unit price", "delivered", "note"]
 

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from agentproc import ROOT, Agent, agent_binary
-from conftest import write_big_csv
+from conftest import STORE_KINDS, is_postgres, new_store, write_big_csv
 from restproc import RestServer, create_key, http, keys
 
 REFERENCE = Path(__file__).parent / "reference" / "claro-manage-data-source.md"
@@ -106,15 +106,16 @@ def run_python(code: str, base: str, key: str, datasource_id: str | None = None)
     return scope["response"]
 
 
-@pytest.fixture(scope="module")
-def rest(tmp_path_factory):
-    store = tmp_path_factory.mktemp("rest") / "store"
+@pytest.fixture(scope="module", params=STORE_KINDS)
+def rest(request, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("rest")
+    store = new_store(request, directory)
     write = create_key(store, "write", "writer")
     read = create_key(store, "read", "reader")
     revoked = create_key(store, "read", "gone")
     revoked_id = next(k["id"] for k in json.loads(keys(store, "list").stdout) if k["name"] == "gone")
     keys(store, "revoke", revoked_id)
-    server = RestServer(store, "--rate-limit", "100000", "--max-upload-bytes", "16000000")
+    server = RestServer(store, "--rate-limit", "100000", "--max-upload-bytes", "16000000", port_file=directory / "port")
     with server:
         yield SimpleNamespace(store=store, base=server.base, api=server.base + "/api/v2", write=write, read=read,
                               revoked=revoked, server=server)

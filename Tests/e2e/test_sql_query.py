@@ -1,12 +1,17 @@
 """datasources/query (§4): read-only SQL over completed sources, compared with DuckDB on the
-same files, and every way out of read-only refused with its exact error."""
+same files, and every way out of read-only refused with its exact error.
+
+Every test whose statements mean the same in SQLite's and PostgreSQL's dialects runs on both
+stores (SPEC §12); those written in SQLite's dialect (`?` and `:name` parameters, `PRAGMA`,
+`printf`, SQLite's own escapes) run on the local store only (`only_on("local")`), and their
+PostgreSQL counterparts are in test_postgres_store.py."""
 import math
 
 import duckdb
 import pytest
 
 from agentproc import Agent
-from conftest import upload_and_wait, write_big_csv
+from conftest import only_on, upload_and_wait, write_big_csv
 from schema_check import validate_result
 
 PRODUCTS = """sku,category,price,in_stock,released,updated
@@ -23,6 +28,11 @@ ORDERS = """order_id,sku,quantity
 3,A3,2
 4,A9,5
 """
+
+
+@pytest.fixture
+def store(any_store):
+    return any_store
 
 
 @pytest.fixture
@@ -85,6 +95,7 @@ def test_join_of_two_sources_with_aliases_matches_duckdb(agent, sources):
     assert result["rows"][3]["category"] is None and result["rows"][3]["amount"] is None
 
 
+@only_on("local")  # `?`/`:name` parameters and date() are SQLite's dialect
 def test_nulls_dates_and_typed_values(agent, sources):
     products, path = sources["products"]
     result = query(agent, sql=f'SELECT sku, price, in_stock, released, updated FROM "{products}" WHERE released >= ? ORDER BY released', params=["2024-01-01"])
@@ -100,6 +111,21 @@ def test_nulls_dates_and_typed_values(agent, sources):
     assert micro == [{"updated": "2024-03-04T12:00:00.123456Z"}]
 
 
+@only_on("postgres")  # the same expectations in PostgreSQL's dialect: `$n` parameters, real dates and timestamps
+def test_nulls_dates_and_typed_values_in_postgres_dialect(agent, sources):
+    products, path = sources["products"]
+    result = query(agent, sql=f'SELECT sku, price, in_stock, released, updated FROM "{products}" WHERE released >= $1::date ORDER BY released', params=["2024-01-01"])
+    assert [c["type"] for c in result["columns"]] == ["string", "number", "boolean", "date", "datetime"]
+    assert [r["sku"] for r in result["rows"]] == ["A1", "A2", "A5"]
+    assert result["rows"][0] == {"sku": "A1", "price": 10.5, "in_stock": True, "released": "2024-01-02", "updated": "2024-01-02T10:00:00Z"}
+    same(query(agent, sql=f'SELECT count(*) FROM "{products}" WHERE price IS NULL OR released IS NULL')["rows"],
+         duck("SELECT count(*) FROM p WHERE price IS NULL OR released IS NULL", {"p": path}))
+    rows = query(agent, sql=f"SELECT updated::date AS day FROM \"{products}\" WHERE updated > '2024-03-01' ORDER BY 1")["rows"]
+    assert rows == [{"day": "2024-03-04"}, {"day": "2024-05-06"}]
+    micro = query(agent, sql=f'SELECT updated FROM "{products}" WHERE sku = $1', params=["A3"])["rows"]
+    assert micro == [{"updated": "2024-03-04T12:00:00.123456Z"}]
+
+
 def test_limit_truncates(agent, sources):
     products, _ = sources["products"]
     result = query(agent, sql=f'SELECT * FROM "{products}"', limit=2)
@@ -107,6 +133,7 @@ def test_limit_truncates(agent, sources):
     assert query(agent, sql=f'SELECT * FROM "{products}"', limit=5)["truncated"] is False
 
 
+@only_on("local")  # SQLite's escapes; PostgreSQL's are refused in test_postgres_store.py
 @pytest.mark.parametrize("sql, fragment", [
     ('DELETE FROM "{p}"', ""),
     ('UPDATE "{p}" SET price = 0', ""),
@@ -135,6 +162,7 @@ def test_every_way_out_of_read_only_is_refused(agent, sources, sql, fragment):
     assert details["parameter"] == "sql" and fragment in details["reason"], details
 
 
+@only_on("local")  # load_extension and the splitting of statements are SQLite's
 def test_offsets_point_into_the_statement(agent, sources):
     details = invalid(agent, sql="SELECT 1; SELECT 2")
     assert details["offset"] == 9
@@ -147,12 +175,16 @@ def test_runaway_recursion_times_out(agent):
     assert details["reason"] == "timed out after 200 ms"
 
 
+@only_on("local")  # `?` and `:name` parameters are SQLite's dialect
 def test_parameter_errors(agent, sources):
     products, _ = sources["products"]
     sql = f'SELECT * FROM "{products}" WHERE price > ?'
     assert invalid(agent, sql=sql)["parameter"] == "params"
     assert invalid(agent, sql=sql, params=[1, 2])["parameter"] == "params"
     assert invalid(agent, sql=f'SELECT * FROM "{products}" WHERE price > :min', params={"max": 1})["parameter"] == "params.min"
+
+
+def test_limit_timeout_statement_and_sources_are_checked(agent):
     assert invalid(agent, sql="SELECT 1", limit=10001)["max"] == 10000
     assert invalid(agent, sql="SELECT 1", timeoutMs=60001)["max"] == 60000
     assert invalid(agent, sql="   ")["reason"] == "the statement is empty"
@@ -178,6 +210,7 @@ def test_a_source_still_processing(agent, tmp_path):
     assert query(agent, sql=f'SELECT count(*) AS n FROM "{id}"')["rows"] == [{"n": 400_000}]
 
 
+@only_on("local")  # reads the local store's table files
 def test_the_store_is_unchanged_by_any_attempt(agent, sources, store):
     products, _ = sources["products"]
     before = (store / "tables" / f"{products}.sqlite").read_bytes()
@@ -203,6 +236,7 @@ def test_sql_query_tool_over_mcp(store, tmp_path):
         assert reply["isError"] is True and "INVALID_PARAMETERS" in reply["content"][0]["text"]
 
 
+@only_on("local")  # printf() is SQLite's
 def test_huge_values_and_results_are_refused_not_fatal(agent):
     # A value past 16 MiB is never built: SQLite answers null or "too big", the agent lives on.
     reply = agent.response(agent.request("datasources/query", {"sql": "SELECT printf('%.*c', 200000000, 'x') AS big"}), timeout=30)
