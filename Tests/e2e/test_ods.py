@@ -302,6 +302,27 @@ def test_hostile_repeat_and_span_counts_are_bounded(agent, tmp_path):
     assert last["pagination"]["total"] == 0
 
 
+def test_a_repeat_bomb_fails_at_once(agent, tmp_path):
+    """A few hundred bytes can repeat a row of 1,999 values a million times: two billion cells,
+    hours of loading. Repeated rows may add at most as many cells as the inflation cap lets
+    a sheet written out hold (16.7 million for a small file), so this fails at once, naming
+    the row; the million rows of two columns above still load."""
+    path = save(
+        tmp_path / "repeat-bomb.ods",
+        sheet(
+            "B",
+            header("k", "v"),
+            row(cell(1, valuetype="float", value=1, numbercolumnsrepeated=1999), numberrowsrepeated=1_000_000),
+        ),
+    )
+    assert path.stat().st_size < 10_000
+    started = time.monotonic()
+    message = failed(agent, path, timeout=60)
+    assert time.monotonic() - started < 30
+    assert "repeats row 2 1000000 times" in message and "repeat bomb" in message, message
+    assert agent.call("datasources/list", {})
+
+
 def test_options_sheet_and_sheets_through_the_remote_backend(tmp_path):
     """The remote backend forwards options.sheet and reads `sheets`/`sheet` back from this
     project's REST face (another process, another store)."""

@@ -13,9 +13,12 @@ final class ODSWorkbook: SpreadsheetWorkbook {
     let tableRange: Range<Int>
     /// The archive's size, for progress: the sheet's scanned bytes are scaled to it.
     let archiveSize: Int64
+    /// How many cells repeated rows may add to the load (see `ODSReader.repeatedCellBudget`).
+    let repeatedCellBudget: Int
 
     init(archive: SpreadsheetArchive, sheet: String?, workDirectory: URL, name: String) throws {
         archiveSize = archive.size
+        repeatedCellBudget = ODSReader.repeatedCellBudget(inflationCap: archive.cap)
         guard let content = archive.entry("content.xml") else {
             throw IngestionFailure("the file is a zip archive but not an OpenDocument spreadsheet (no content.xml)")
         }
@@ -91,6 +94,14 @@ struct ODSReader: RecordReader {
     /// a small file repeating a row billions of times cannot load forever.
     static let maxRows = 1 << 20
 
+    /// The cells that repeated rows may add, past the first copy of each. A repeat costs no
+    /// bytes, so without this a file of a few hundred bytes — one row of 2,000 values repeated
+    /// a million times — asks for two billion cells, hours of loading. The bound is what the
+    /// shared inflation cap lets a sheet written out cell by cell hold (16 bytes for the
+    /// smallest cell an XLSX sheet can have, `<c><v>1</v></c>`): at least 16.7 million cells,
+    /// so that a million repeated rows of a few columns, which LibreOffice can write, still load.
+    static func repeatedCellBudget(inflationCap: Int64) -> Int { Int(clamping: inflationCap / 16) }
+
     /// A repeat or span count as written, within 1…`limit` (the attribute is untrusted).
     static func count(_ text: String?, limit: Int) -> Int {
         guard let text, let n = Int(text.trimmingCharacters(in: .whitespaces)) else { return 1 }
@@ -111,6 +122,8 @@ struct ODSReader: RecordReader {
     /// times it comes.
     private var repeated: (cells: [Cell?], errors: [(Int, String)]) = ([], [])
     private var repeatsLeft = 0
+    /// What is left of the workbook's `repeatedCellBudget`.
+    private var repeatedCellsLeft: Int
     /// Merged ranges (`table:number-columns-spanned` / `-rows-spanned`), 0-based columns and
     /// 1-based rows, inclusive: their covered cells take the anchor's value, as in XLSX.
     private var spans: [(c0: Int, c1: Int, r1: Int, value: Cell)] = []
@@ -127,6 +140,7 @@ struct ODSReader: RecordReader {
         position = workbook.tableRange.lowerBound
         skip = start
         self.width = width
+        repeatedCellsLeft = workbook.repeatedCellBudget
     }
 
     mutating func next(into record: inout Record) throws -> Bool {
@@ -141,6 +155,14 @@ struct ODSReader: RecordReader {
                 guard let read = readRow() else { return false }
                 (row, errors) = (read.cells, read.errors)
                 if read.repeats > 1 {
+                    // Charged up front, at the width the rows will be stored at, so that a
+                    // repeat past the budget fails at once instead of after hours of work.
+                    let cellsAdded = (read.repeats - 1).multipliedReportingOverflow(by: max(read.cells.count, width ?? 0, 1))
+                    guard !cellsAdded.overflow, cellsAdded.partialValue <= repeatedCellsLeft else {
+                        throw IngestionFailure(
+                            "the ODS sheet repeats row \(rowNumber) \(read.repeats) times, more cells (\(read.repeats) × \(max(read.cells.count, width ?? 0, 1))) than a file of this size may describe (at most \(workbook.repeatedCellBudget) cells from repeated rows; a repeat bomb?)")
+                    }
+                    repeatedCellsLeft -= cellsAdded.partialValue
                     repeated = (read.cells, read.errors)
                     repeatsLeft = read.repeats - 1
                 }
