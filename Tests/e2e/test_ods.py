@@ -3,6 +3,7 @@ agent and compared with the values the generator wrote."""
 import io
 import time
 import zipfile
+from pathlib import Path
 
 from odf.opendocument import OpenDocumentSpreadsheet
 from odf.table import CoveredTableCell, Table, TableCell, TableRow
@@ -353,6 +354,20 @@ def test_many_merged_ranges_under_long_covered_runs_load_quickly(agent, tmp_path
     assert list(got[0].values()) == ["k"] + ["a"] * 1000
     # Every covered cell under a range took the range's value; past the ranges they are empty.
     assert all(list(r.values()) == ["x"] + ["a"] * 1000 for r in got[1:])
+
+
+def test_a_deflate_stream_that_never_ends_fails_instead_of_hanging(agent, tmp_path):
+    """Found by FuzzODS (a 716-byte file, kept as its seed regress-endless-deflate): content.xml's
+    deflate stream does not end within the part. ZIPFoundation's inflater on Linux read on past
+    the part and then empty chunks at the end of the file forever, so the load never finished;
+    parts are now inflated reading no further than their compressed size."""
+    path = tmp_path / "endless.ods"
+    path.write_bytes((Path(__file__).resolve().parents[2] / "Fuzz/Corpus/FuzzODS/regress-endless-deflate").read_bytes())
+    started = time.monotonic()
+    message = failed(agent, path, timeout=30)
+    assert time.monotonic() - started < 10
+    assert message == "the ODS file is corrupt: content.xml ends before its compressed data does"
+    assert agent.call("datasources/list", {})
 
 
 def test_options_sheet_and_sheets_through_the_remote_backend(tmp_path):
