@@ -36,4 +36,24 @@ import Testing
         #expect(ODSReader.count("99999999999999999999999", limit: 10) == 1)
         #expect(ODSReader.count("9223372036854775807", limit: 10) == 10)
     }
+
+    @Test func mergedRangeCoverTakesTheFirstRangeAddedAndTheRow() {
+        func range(_ c0: Int, _ c1: Int, _ r1: Int, _ text: String) -> MergedRange { MergedRange(c0: c0, c1: c1, r1: r1, value: (text, true)) }
+        var ranges = [range(2, 4, 5, "a"), range(0, 9, 5, "b"), range(3, 3, 1, "gone")]
+        var cover = MergedRangeCover()
+        cover.update(ranges, row: 3)
+        // Where ranges overlap the first added wins; a range that ended above the row covers nothing.
+        #expect((0..<11).map { cover.span(at: $0) } == [1, 1, 0, 0, 0, 1, 1, 1, 1, 1, nil])
+        // A range added later in the same row fills only what no earlier range holds.
+        ranges.append(range(8, 12, 3, "c"))
+        cover.update(ranges, row: 3)
+        #expect((8..<14).map { cover.span(at: $0) } == [1, 1, 3, 3, 3, nil])
+        // A new row starts again from the ranges that reach it.
+        cover.update([range(1, 2, 9, "d")], row: 4)
+        #expect((0..<4).map { cover.span(at: $0) } == [nil, 0, 0, nil])
+        // Columns past the widest sheet are not held.
+        cover.update([range(16_380, Int.max / 2, 9, "e")], row: 5)
+        #expect(cover.span(at: 16_383) == 0)
+        #expect(cover.span(at: 16_384) == nil)
+    }
 }

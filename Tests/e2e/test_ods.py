@@ -3,6 +3,7 @@ agent and compared with the values the generator wrote."""
 import io
 import time
 import zipfile
+from pathlib import Path
 
 from odf.opendocument import OpenDocumentSpreadsheet
 from odf.table import CoveredTableCell, Table, TableCell, TableRow
@@ -307,6 +308,73 @@ def test_hostile_repeat_and_span_counts_are_bounded(agent, tmp_path):
     assert first == [{"k": "a", "v": "a"}, {"k": "x", "v": "1"}, {"k": "x", "v": "1"}]
     last = agent.call("datasources/data", {"datasourceId": result["datasourceId"], "filter": "k = 'never'"})
     assert last["pagination"]["total"] == 0
+
+
+def test_a_repeat_bomb_fails_at_once(agent, tmp_path):
+    """A few hundred bytes can repeat a row of 1,999 values a million times: two billion cells,
+    hours of loading. Repeated rows may add at most as many cells as the inflation cap lets
+    a sheet written out hold (16.7 million for a small file), so this fails at once, naming
+    the row; the million rows of two columns above still load."""
+    path = save(
+        tmp_path / "repeat-bomb.ods",
+        sheet(
+            "B",
+            header("k", "v"),
+            row(cell(1, valuetype="float", value=1, numbercolumnsrepeated=1999), numberrowsrepeated=1_000_000),
+        ),
+    )
+    assert path.stat().st_size < 10_000
+    started = time.monotonic()
+    message = failed(agent, path, timeout=60)
+    assert time.monotonic() - started < 30
+    assert "repeats row 2 1000000 times" in message and "repeat bomb" in message, message
+    assert agent.call("datasources/list", {})
+
+
+def test_many_merged_ranges_under_long_covered_runs_load_quickly(agent, tmp_path):
+    """Found while bounding FuzzODS's slow input: 1,000 merged ranges and rows of 16,383
+    repeated covered cells (a 1 KB file) searched every range for every covered cell, 330
+    million comparisons, 267 s in a debug build. Each row now resolves its covered cells once."""
+    ranges = "".join(
+        '<table:table-cell table:number-rows-spanned="1000000" office:value-type="string"><text:p>a</text:p></table:table-cell>'
+        for _ in range(1000))
+    covered = ('<table:table-row><table:table-cell office:value-type="string"><text:p>x</text:p></table:table-cell>'
+               '<table:covered-table-cell table:number-columns-repeated="16383"/></table:table-row>')
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?><office:document-content'
+        ' xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"'
+        ' xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0"'
+        ' xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"><office:body><office:spreadsheet>'
+        '<table:table table:name="S"><table:table-row><table:table-cell office:value-type="string"><text:p>k</text:p>'
+        '</table:table-cell>' + ranges + '</table:table-row>' + covered * 20
+        + '</table:table></office:spreadsheet></office:body></office:document-content>')
+    path = tmp_path / "ranges.ods"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet")
+        z.writestr("content.xml", content)
+    assert path.stat().st_size < 2_000
+    started = time.monotonic()
+    details, got = completed(agent, path, timeout=60)
+    assert time.monotonic() - started < 30
+    # No header is detected (every row is text), so the ranges' own row is the first row.
+    assert details["rowCount"] == 21 and len(details["columns"]) == 1001
+    assert list(got[0].values()) == ["k"] + ["a"] * 1000
+    # Every covered cell under a range took the range's value; past the ranges they are empty.
+    assert all(list(r.values()) == ["x"] + ["a"] * 1000 for r in got[1:])
+
+
+def test_a_deflate_stream_that_never_ends_fails_instead_of_hanging(agent, tmp_path):
+    """Found by FuzzODS (a 716-byte file, kept as its seed regress-endless-deflate): content.xml's
+    deflate stream does not end within the part. ZIPFoundation's inflater on Linux read on past
+    the part and then empty chunks at the end of the file forever, so the load never finished;
+    parts are now inflated reading no further than their compressed size."""
+    path = tmp_path / "endless.ods"
+    path.write_bytes((Path(__file__).resolve().parents[2] / "Fuzz/Corpus/FuzzODS/regress-endless-deflate").read_bytes())
+    started = time.monotonic()
+    message = failed(agent, path, timeout=30)
+    assert time.monotonic() - started < 10
+    assert message == "the ODS file is corrupt: content.xml ends before its compressed data does"
+    assert agent.call("datasources/list", {})
 
 
 def test_options_sheet_and_sheets_through_the_remote_backend(tmp_path):

@@ -16,5 +16,5 @@ public func fuzzDelimited(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 /// The process's entry point (see FuzzSupport.runLibFuzzer).
 @_cdecl("FuzzDelimited_main")
 public func fuzzDelimitedMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    runLibFuzzer(argc, argv, fuzzDelimited)
+    runLibFuzzer(argc, argv, fuzzDelimited, flags: ingestLibFuzzerFlags)
 }

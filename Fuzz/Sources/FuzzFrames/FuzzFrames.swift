@@ -14,7 +14,17 @@ import Synchronization
 /// JSON value framed as the client framed its first message.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzFrames(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
-    let input = bytes(data, size)
+    runSession(bytes(data, size))
+    leakCheck.inputFinished()
+    return 0
+}
+
+/// A session ends on other threads a moment after its last answer (see PeriodicLeakCheck).
+/// libFuzzer calls the target from one thread, one input at a time.
+nonisolated(unsafe) var leakCheck = PeriodicLeakCheck(every: 500)
+
+/// One client session over `input`, and the checks of what it wrote.
+func runSession(_ input: [UInt8]) {
     let written = Mutex<[[UInt8]]>([])
     let session = Session(
         output: OutputChannel(sink: { frame in written.withLock { $0.append(frame) } }),
@@ -52,13 +62,12 @@ public func fuzzFrames(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         }
         if (try? JSONParser.parse(Array(body))) == nil { violated("a frame is not JSON: \(String(decoding: body, as: UTF8.self))") }
     }
-    return 0
 }
 
 /// The process's entry point (see FuzzSupport.runLibFuzzer).
 @_cdecl("FuzzFrames_main")
 public func fuzzFramesMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    runLibFuzzer(argc, argv, fuzzFrames)
+    runLibFuzzer(argc, argv, fuzzFrames, flags: PeriodicLeakCheck.libFuzzerFlags)
 }
 
 /// One service for every session, as serve-http has one for all its connections.

@@ -17,5 +17,5 @@ public func fuzzJSONReaders(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32
 /// The process's entry point (see FuzzSupport.runLibFuzzer).
 @_cdecl("FuzzJSONReaders_main")
 public func fuzzJSONReadersMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    runLibFuzzer(argc, argv, fuzzJSONReaders)
+    runLibFuzzer(argc, argv, fuzzJSONReaders, flags: ingestLibFuzzerFlags)
 }

@@ -36,5 +36,8 @@ public func fuzzODS(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 /// The process's entry point (see FuzzSupport.runLibFuzzer).
 @_cdecl("FuzzODS_main")
 public func fuzzODSMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    runLibFuzzer(argc, argv, fuzzODS)
+    // A few-KB input can still load 32,768 rows (IngestFuzzing's RowCap), seconds under
+    // AddressSanitizer; scaling libFuzzer's schedule by execution time picks such inputs
+    // less often than quick ones.
+    runLibFuzzer(argc, argv, fuzzODS, flags: ingestLibFuzzerFlags + ["-entropic_scale_per_exec_time=1"])
 }

@@ -14,5 +14,5 @@ public func fuzzPDF(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 /// The process's entry point (see FuzzSupport.runLibFuzzer).
 @_cdecl("FuzzPDF_main")
 public func fuzzPDFMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    runLibFuzzer(argc, argv, fuzzPDF)
+    runLibFuzzer(argc, argv, fuzzPDF, flags: ingestLibFuzzerFlags)
 }

@@ -42,10 +42,44 @@ public typealias FuzzTarget = @convention(c) (UnsafePointer<UInt8>?, Int) -> Int
 /// Runs libFuzzer over `target`. SwiftPM links an executable with `main` aliased to
 /// `<Module>_main` (so that tests can link executables), a symbol that -parse-as-library never
 /// emits; each fuzzer defines it with @_cdecl and hands over to libFuzzer's driver here.
+/// `flags` are added after the command line's, so that they win over what scripts/fuzz passes
+/// to every target.
 public func runLibFuzzer(
-    _ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ target: FuzzTarget
+    _ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ target: FuzzTarget, flags: [String] = []
 ) -> Int32 {
     var argc = argc
     var argv = argv
+    if !flags.isEmpty {
+        // Kept for the whole run: libFuzzer holds on to its arguments.
+        let arguments = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: Int(argc) + flags.count + 1)
+        for i in 0..<Int(argc) { arguments[i] = argv?[i] }
+        for (i, flag) in flags.enumerated() { arguments[Int(argc) + i] = strdup(flag) }
+        arguments[Int(argc) + flags.count] = nil
+        argc += Int32(flags.count)
+        argv = arguments
+    }
     return LLVMFuzzerRunDriver(&argc, &argv, target)
+}
+
+/// Leak checking for a target whose inputs end on other threads. libFuzzer counts the
+/// allocations and frees made while an input runs and, when more were made than freed, runs
+/// the input again and scans the whole heap — about 100 ms on a fuzzer's heap. Work that a
+/// Swift task or a dispatch queue finishes after the input returns, and libdispatch's
+/// per-thread caches of queue items, unbalance that count on nearly every input though
+/// nothing leaks, so such a target runs with that check off (`-detect_leaks=0`) and
+/// scans the heap itself every `interval` inputs instead: a leak found then stops the run
+/// like any failure (LeakSanitizer prints where the memory was allocated), and the input
+/// kept is the one that was running, which need not be the one that leaked.
+public struct PeriodicLeakCheck: ~Copyable {
+    public static let libFuzzerFlags = ["-detect_leaks=0"]
+    private let interval: Int
+    private var inputs = 0
+
+    public init(every interval: Int) { self.interval = interval }
+
+    public mutating func inputFinished() {
+        inputs += 1
+        guard inputs % interval == 0 else { return }
+        if __lsan_do_recoverable_leak_check() != 0 { violated("LeakSanitizer found a leak (its report is above)") }
+    }
 }

@@ -35,5 +35,5 @@ public func fuzzXLSX(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 /// The process's entry point (see FuzzSupport.runLibFuzzer).
 @_cdecl("FuzzXLSX_main")
 public func fuzzXLSXMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    runLibFuzzer(argc, argv, fuzzXLSX)
+    runLibFuzzer(argc, argv, fuzzXLSX, flags: ingestLibFuzzerFlags)
 }

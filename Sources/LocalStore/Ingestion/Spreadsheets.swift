@@ -1,6 +1,7 @@
 import DataSourceDomain
 import Foundation
 import ZIPFoundation
+import CZlib
 
 /// The zip container that XLSX and ODS share: parts looked up by path and inflated in chunks
 /// under one cap, so a zip bomb or a corrupt archive fails the same clear way for both.
@@ -10,12 +11,14 @@ struct SpreadsheetArchive {
     /// The format's name in messages ("XLSX", "ODS"): the declared one until the parts say.
     var format: String
     let archive: Archive
+    let url: URL
     /// The archive's size, for progress: a part's scanned bytes are scaled to it.
     let size: Int64
     let cap: Int64
 
     init(url: URL, format: String) throws {
         self.format = format
+        self.url = url
         do { archive = try Archive(url: url, accessMode: .read) } catch {
             // Office saves a password-protected workbook (and a legacy .xls) as an OLE
             // compound file, not a zip: say so rather than "corrupt".
@@ -62,17 +65,117 @@ struct SpreadsheetArchive {
             throw IngestionFailure("the \(format) part \(entry.path) would inflate to \(entry.uncompressedSize) bytes, over the limit of \(cap) bytes (a zip bomb?)")
         }
         var total: Int64 = 0
+        let consume: (Data) throws -> Void = { [format] chunk in
+            total += Int64(chunk.count)
+            if total > cap { throw IngestionFailure("the \(format) part \(entry.path) inflates past the limit of \(cap) bytes (a zip bomb?)") }
+            try body(chunk)
+        }
         do {
-            _ = try archive.extract(entry, bufferSize: 1 << 16) { chunk in
-                total += Int64(chunk.count)
-                if total > cap { throw IngestionFailure("the \(format) part \(entry.path) inflates past the limit of \(cap) bytes (a zip bomb?)") }
-                try body(chunk)
+            if entry.isCompressed, let start = try ZipLayout.dataOffset(of: entry.path, in: url) {
+                try inflateBounded(entry, from: start, consume)
+            } else {
+                _ = try archive.extract(entry, bufferSize: 1 << 16, consumer: consume)
             }
         } catch let failure as IngestionFailure {
             throw failure
         } catch {
             throw IngestionFailure("the \(format) file is corrupt: \(entry.path) cannot be inflated (\(error))")
         }
+    }
+
+    /// Inflates a deflated part reading no further than its compressed size, with zlib
+    /// directly. ZIPFoundation's inflater on Linux reads the archive on past the part until
+    /// zlib sees the stream's end, and tells zlib every chunk is full: a stream that never
+    /// ends (found by FuzzODS: a 716-byte file) had it read empty chunks at the end of the
+    /// file forever, hanging the load. Here the input ends where the part does, and a stream
+    /// still open there is corrupt.
+    private func inflateBounded(_ entry: Entry, from start: UInt64, _ consume: (Data) throws -> Void) throws {
+        let handle = try FileHandle(forReadingFrom: url)
+        defer { try? handle.close() }
+        try handle.seek(toOffset: start)
+        var remaining = entry.compressedSize
+        var stream = z_stream()
+        guard inflateInit2_(&stream, -MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            throw IngestionFailure("the \(format) part \(entry.path) cannot be inflated (zlib would not start)")
+        }
+        defer { inflateEnd(&stream) }
+        let bufferSize = 1 << 16
+        var output = [UInt8](repeating: 0, count: bufferSize)
+        while true {
+            guard remaining > 0 else {
+                throw IngestionFailure("the \(format) file is corrupt: \(entry.path) ends before its compressed data does")
+            }
+            var input = [UInt8](try handle.read(upToCount: Int(min(UInt64(bufferSize), remaining))) ?? Data())
+            guard !input.isEmpty else { throw IngestionFailure("the \(format) file is truncated: \(entry.path) is cut short") }
+            remaining -= UInt64(input.count)
+            var ended = false
+            try input.withUnsafeMutableBufferPointer { inBuffer in
+                stream.next_in = inBuffer.baseAddress
+                stream.avail_in = UInt32(inBuffer.count)
+                repeat {
+                    let (result, produced) = output.withUnsafeMutableBufferPointer { outBuffer -> (Int32, Int) in
+                        stream.next_out = outBuffer.baseAddress
+                        stream.avail_out = UInt32(outBuffer.count)
+                        let result = CZlib.inflate(&stream, Z_NO_FLUSH)
+                        return (result, outBuffer.count - Int(stream.avail_out))
+                    }
+                    switch result {
+                    case Z_OK, Z_BUF_ERROR: break
+                    case Z_STREAM_END: ended = true
+                    default: throw IngestionFailure("the \(format) file is corrupt: \(entry.path) is not valid deflate data")
+                    }
+                    if produced > 0 { try consume(Data(output[..<produced])) }
+                    // Z_BUF_ERROR: no progress is possible until more input comes.
+                    if result == Z_BUF_ERROR { break }
+                } while !ended && (stream.avail_in > 0 || stream.avail_out == 0)
+            }
+            if ended { return }
+        }
+    }
+}
+
+/// Where a part's compressed bytes start, read from the zip's own directories: ZIPFoundation
+/// keeps that offset to itself.
+enum ZipLayout {
+    /// nil when the archive uses zip64 offsets or the part is not found the plain way (the
+    /// caller then lets ZIPFoundation read it).
+    static func dataOffset(of path: String, in url: URL) throws -> UInt64? {
+        let handle = try FileHandle(forReadingFrom: url)
+        defer { try? handle.close() }
+        let size = try handle.seekToEnd()
+        // The end-of-central-directory record: 22 bytes and a comment of up to 65,535.
+        let tailLength = min(size, 22 + 65_535)
+        try handle.seek(toOffset: size - tailLength)
+        let tail = [UInt8](try handle.read(upToCount: Int(tailLength)) ?? Data())
+        func u16(_ b: [UInt8], _ i: Int) -> Int { Int(b[i]) | Int(b[i + 1]) << 8 }
+        func u32(_ b: [UInt8], _ i: Int) -> UInt64 { UInt64(u16(b, i)) | UInt64(u16(b, i + 2)) << 16 }
+        guard tail.count >= 22, let end = stride(from: tail.count - 22, through: 0, by: -1).first(where: { u32(tail, $0) == 0x0605_4B50 }) else {
+            return nil
+        }
+        let entries = u16(tail, end + 10)
+        let directorySize = u32(tail, end + 12)
+        let directoryStart = u32(tail, end + 16)
+        guard directoryStart != 0xFFFF_FFFF, directorySize <= 64 << 20, directoryStart + directorySize <= size else { return nil }
+        try handle.seek(toOffset: directoryStart)
+        let directory = [UInt8](try handle.read(upToCount: Int(directorySize)) ?? Data())
+        let wanted = Array(path.utf8)
+        var i = 0
+        for _ in 0..<entries {
+            guard i + 46 <= directory.count, u32(directory, i) == 0x0201_4B50 else { return nil }
+            let nameLength = u16(directory, i + 28)
+            let next = i + 46 + nameLength + u16(directory, i + 30) + u16(directory, i + 32)
+            guard next <= directory.count else { return nil }
+            if directory[(i + 46)..<(i + 46 + nameLength)].elementsEqual(wanted) {
+                let header = u32(directory, i + 42)
+                guard header != 0xFFFF_FFFF, header + 30 <= size else { return nil }
+                try handle.seek(toOffset: header)
+                let local = [UInt8](try handle.read(upToCount: 30) ?? Data())
+                guard local.count == 30, u32(local, 0) == 0x0403_4B50 else { return nil }
+                return header + 30 + UInt64(u16(local, 26)) + UInt64(u16(local, 28))
+            }
+            i = next
+        }
+        return nil
     }
 }
 
