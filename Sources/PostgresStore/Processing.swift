@@ -128,6 +128,7 @@ extension PostgresBackend {
             do {
                 let outcome = try await loadAndPublish(record, original: original, stored: stored, job: job, progress: progress)
                 logger.info("processed \(id): \(outcome.rowCount) rows loaded (COPY) and published in \(Self.seconds(started, .now())) s")
+                RowPageQuery.ensureRowIndex(client, id: id, logger: logger)
             } catch Unpublished.cancelled {
                 return
             } catch Unpublished.notStored(let error) where ConnectionLoss.isConnectionLoss(error) {
@@ -234,16 +235,16 @@ extension PostgresBackend {
             try await holdLease(id, on: connection)
             try await publish(id, outcome: outcome, on: connection)
             try await close(id, as: .completed, on: connection)
-            logger.info("\(id): \(outcome.rowCount) rows read, converted and copied in \(Self.seconds(started, publishing)) s; primary key and catalog in \(Self.seconds(publishing, .now())) s")
+            logger.info("\(id): \(outcome.rowCount) rows read, converted and copied in \(Self.seconds(started, publishing)) s; catalog in \(Self.seconds(publishing, .now())) s")
             return outcome
         }
     }
 
-    /// The statements after the rows' `COPY`: the primary key (built once over the loaded
-    /// rows, faster than kept up during the load), the reader's grant, the issues, the catalog.
+    /// The statements after the rows' `COPY`: the reader's grant, the issues, the catalog.
+    /// The index on `r` is built after the commit (`RowPageQuery.ensureRowIndex`): the rows
+    /// are numbered 1…n by the load, and every page is answered without it meanwhile.
     private func publish(_ id: DataSourceID, outcome: SharedIngestion.Outcome, on connection: PostgresConnection) async throws {
         let table = RowTable.name(id)
-        try await connection.query(PostgresQuery(unsafeSQL: "ALTER TABLE \(table) ADD PRIMARY KEY (r)"), logger: logger)
         // What `datasources/query` may read (when the store has its reader role).
         try await connection.query(PostgresQuery(unsafeSQL: """
             DO $$ BEGIN

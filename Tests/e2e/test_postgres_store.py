@@ -320,3 +320,37 @@ def test_originals_are_stored_with_lz4(pg_url, pg_cluster):
         assert note["status"] == "completed", note
     db = pg_url.rsplit("/", 1)[1]
     assert pg_cluster.psql(db, "SELECT DISTINCT pg_column_compression(bytes) FROM datasource_agent.originals") == "lz4"
+
+
+def row_index(cluster, db, id):
+    """The index on `r` of a source's table, with its definition (empty when there is none)."""
+    return cluster.psql(db, f"SELECT indexdef FROM pg_indexes WHERE schemaname = 'datasource_agent' AND indexname = 'rows_{id}_r'")
+
+
+def wait_for(predicate, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_the_row_index_is_built_after_publishing_and_by_the_first_page_where_it_is_missing(pg_url, pg_cluster, tmp_path):
+    db = pg_url.rsplit("/", 1)[1]
+    big = tmp_path / "rows.csv"
+    big.write_text("n,label\n" + "".join(f"{i},label {i}\n" for i in range(3000)))
+    with Agent(pg_url) as agent:
+        agent.initialize()
+        result, note = upload_and_wait(agent, path=str(big))
+        assert note["status"] == "completed"
+        id = result["datasourceId"]
+        # Built after the commit, not inside the load's transaction.
+        wait_for(lambda: "CREATE UNIQUE INDEX" in row_index(pg_cluster, db, id))
+        assert "(r)" in row_index(pg_cluster, db, id)
+    # An agent that died before building it left the table without one: the first page any
+    # agent serves builds it, and the pages are the same meanwhile.
+    pg_cluster.psql(db, f'DROP INDEX datasource_agent."rows_{id}_r"')
+    with Agent(pg_url) as agent:
+        agent.initialize()
+        rows = all_rows(agent, id)
+        assert [r["n"] for r in rows] == list(range(3000))
+        wait_for(lambda: "CREATE UNIQUE INDEX" in row_index(pg_cluster, db, id))
