@@ -136,16 +136,17 @@ struct RowPageQuery {
         // One JSON array per row: PostgreSQL writes the typed values (numbers, booleans, text,
         // null) and the agent reads them with the same parser as everything else.
         let fetched = returned + sortKeys.map(\.index).filter { !returned.contains($0) }
-        let valueList = fetched.map { "c\($0)" }.joined(separator: ", ")
+        let values = Self.jsonArray(of: fetched.map { "c\($0)" })
         let whereSQL = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         let offset = cursor == nil ? Pagination.offset(page: page, limit: query.limit) : 0
-        let sql = "SELECT r, json_build_array(\(valueList))::text FROM \(RowTable.name(query.datasourceId)) \(whereSQL) ORDER BY \(orderBy) LIMIT \(query.limit + 1) OFFSET \(offset)"
+        let sql = "SELECT r, \(values.sql)::text FROM \(RowTable.name(query.datasourceId)) \(whereSQL) ORDER BY \(orderBy) LIMIT \(query.limit + 1) OFFSET \(offset)"
         var rows: [[JSONValue]] = []
         var last: (values: [JSONValue], r: Int64)?
         var hasMore = false
         for try await (r, arrayText) in try await client.query(PostgresQuery(unsafeSQL: sql, binds: compiler.bindings), logger: logger).decode((Int64, String).self) {
             if rows.count == query.limit { hasMore = true; break }
-            guard case .array(let values) = try JSONParser.parse(Array(arrayText.utf8)) else { continue }
+            guard case .array(let parsed) = try JSONParser.parse(Array(arrayText.utf8)) else { continue }
+            let values = values.nested ? parsed.flatMap { value -> [JSONValue] in if case .array(let part) = value { part } else { [] } } : parsed
             rows.append(returned.indices.map { Self.json(values[$0], type: columns[returned[$0]].type) })
             last = (sortKeys.map { key in values[fetched.firstIndex(of: key.index)!] }, r)
         }
@@ -173,6 +174,18 @@ struct RowPageQuery {
         return DataPage(
             columns: returned.map { DataColumn(name: columns[$0].name, type: columns[$0].type) }, rows: rows,
             pagination: Pagination(page: page, limit: query.limit, total: total, nextCursor: nextCursor))
+    }
+
+    /// A JSON array of `expressions`' values. `json_build_array` takes at most 100 arguments
+    /// (PostgreSQL's function argument limit), so a wider row is an array of arrays of at most
+    /// 100 values each (`nested`), flattened when read.
+    static func jsonArray(of expressions: [String]) -> (sql: String, nested: Bool) {
+        let limit = 100
+        guard expressions.count > limit else { return ("json_build_array(\(expressions.joined(separator: ", ")))", false) }
+        let parts = stride(from: 0, to: expressions.count, by: limit).map { start in
+            "json_build_array(\(expressions[start..<min(start + limit, expressions.count)].joined(separator: ", ")))"
+        }
+        return ("json_build_array(\(parts.joined(separator: ", ")))", true)
     }
 
     /// Index policy, as on the local store: the first sort by a column in a direction is

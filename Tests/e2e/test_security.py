@@ -70,7 +70,7 @@ ALLOWED = {
     "RowTable.unqualifiedName(id)": "rows_<validated UUID>, the COPY's table (RowCopy.copyTarget)",
     "PostgresSQLQuery.readerRole": "a constant role name", "Self.readerRole": "a constant role name",
     "query.limit": "an Int page size", "query.limit + 1": "an Int page size", "request.limit + 1": "an Int row limit",
-    "offset": "an Int offset", "valueList": "column names c<Int>", "orderBy": "c<Int> ASC/DESC NULLS LAST, r",
+    "offset": "an Int offset", "values.sql": "json_build_array of column names c<Int> (RowPageQuery.jsonArray)", "orderBy": "c<Int> ASC/DESC NULLS LAST, r",
     "filterCondition": "the compiled filter: column names, operators and $n placeholders",
     "placeholder": "a $n placeholder", "comparison": "an operator", "after(i + 1)": "a compiled keyset condition",
     "direction == .asc ? \"ASC\" : \"DESC\"": "a keyword",
