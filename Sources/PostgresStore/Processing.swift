@@ -143,9 +143,10 @@ extension PostgresBackend {
                 try await markFailed(id, message: message)
             } catch Unpublished.notStored(let error) {
                 try await committed(stored)
-                // Rows PostgreSQL refuses (a NUL in text) fail the source, in words.
+                // Rows PostgreSQL refuses (a NUL in text, more columns than a table holds) fail
+                // the source, in words.
                 logger.error("storing the rows of \(id) failed: \(String(reflecting: error))")
-                try await markFailed(id, message: "the rows could not be stored in PostgreSQL")
+                try await markFailed(id, message: Self.notStoredMessage(error))
             }
         } catch is Lost {
             logger.info("processing \(id) ended without publishing: the source was deleted or its lease taken over")
@@ -154,6 +155,18 @@ extension PostgresBackend {
             logger.error("could not record the outcome of processing \(id): \(String(reflecting: error))")
         }
         progress?(1, "Done")
+    }
+
+    /// Why the rows could not be stored, with PostgreSQL's own words when they are about the
+    /// data or a limit of PostgreSQL's (SQLSTATE classes 22 and 54: "tables can have at most
+    /// 1600 columns", "row is too big", an invalid byte sequence), which name nothing internal.
+    static func notStoredMessage(_ error: any Error) -> String {
+        let plain = "the rows could not be stored in PostgreSQL"
+        guard let psql = (error as? PostgresTransactionError)?.closureError as? PSQLError ?? error as? PSQLError,
+              let state = psql.serverInfo?[.sqlState], state.hasPrefix("22") || state.hasPrefix("54"),
+              let message = psql.serverInfo?[.message]
+        else { return plain }
+        return "\(plain): \(message)"
     }
 
     /// Not the rows' fault (a server restart, a network cut): the lease lapses and this agent

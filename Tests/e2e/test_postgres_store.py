@@ -304,7 +304,7 @@ def test_rows_postgres_refuses_mid_copy_fail_the_source_and_leave_no_table(pg_ur
         agent.initialize()
         _, note = upload_and_wait(agent, fileName="nul.csv", content="\n".join(lines) + "\n")
         assert note["status"] == "failed", note
-        assert note["error"]["message"] == "the rows could not be stored in PostgreSQL"
+        assert note["error"]["message"] == 'the rows could not be stored in PostgreSQL: invalid byte sequence for encoding "UTF8": 0x00'
         assert row_tables(pg_cluster, pg_url) == "0"
         result, note = upload_and_wait(agent, fileName="fine.csv", content=CSV)
         assert note["status"] == "completed", (note, agent.stderr.decode())
@@ -354,3 +354,16 @@ def test_the_row_index_is_built_after_publishing_and_by_the_first_page_where_it_
         rows = all_rows(agent, id)
         assert [r["n"] for r in rows] == list(range(3000))
         wait_for(lambda: "CREATE UNIQUE INDEX" in row_index(pg_cluster, db, id))
+
+
+def test_more_columns_than_a_postgresql_table_holds_fail_in_words(pg_url, pg_cluster):
+    """A local store takes 1,700 columns (SQLite's limit is 2,000); PostgreSQL's tables hold
+    1,600: the source fails with PostgreSQL's reason, and no table is left."""
+    width = 1700
+    content = ",".join(f"k{i}" for i in range(width)) + "\n" + ",".join(str(c) for c in range(width)) + "\n"
+    with Agent(pg_url) as agent:
+        agent.initialize()
+        _, note = upload_and_wait(agent, fileName="wide.csv", content=content)
+        assert note["status"] == "failed", note
+        assert note["error"]["message"] == "the rows could not be stored in PostgreSQL: tables can have at most 1600 columns"
+        assert row_tables(pg_cluster, pg_url) == "0"
