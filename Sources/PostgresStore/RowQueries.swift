@@ -194,24 +194,10 @@ struct RowPageQuery {
     /// fails (another agent building the same one) is forgotten, so a later sort tries again.
     static func ensureIndex(_ client: PostgresClient, id: DataSourceID, column: Int, direction: SortDirection, logger: Logger) {
         let name = "\(RowTable.unqualifiedName(id))_c\(column)_\(direction.rawValue)"
-        let start = knownIndexes.withLock { known -> Bool in
-            guard !known.contains(name) else { return false }
-            known.insert(name)
-            return true
-        }
-        guard start else { return }
-        Task.detached(priority: .utility) {
-            do {
-                try await client.query(PostgresQuery(unsafeSQL: """
-                    CREATE INDEX IF NOT EXISTS "\(name)" ON \(RowTable.name(id)) (c\(column) \(direction == .asc ? "ASC" : "DESC") NULLS LAST, r)
-                    """), logger: logger)
-            } catch {
-                _ = knownIndexes.withLock { $0.remove(name) }
-            }
+        buildOnce(client, name: name, logger: logger) {
+            "CREATE INDEX IF NOT EXISTS \"\(name)\" ON \(RowTable.name(id)) (c\(column) \(direction == .asc ? "ASC" : "DESC") NULLS LAST, r)"
         }
     }
-
-    static let knownIndexes = Mutex<Set<String>>([])
 
     /// The unique index on `r` (the rows' order and every cursor's last key), built beside
     /// the first pages rather than inside the load's transaction, where it cost a sixth of a
@@ -222,6 +208,12 @@ struct RowPageQuery {
     /// page starts it again.
     static func ensureRowIndex(_ client: PostgresClient, id: DataSourceID, logger: Logger) {
         let name = "\(RowTable.unqualifiedName(id))_r"
+        buildOnce(client, name: name, logger: logger) { "CREATE UNIQUE INDEX IF NOT EXISTS \"\(name)\" ON \(RowTable.name(id)) (r)" }
+    }
+
+    /// Runs the index build `sql` in the background the first time this process asks for
+    /// `name`; a build that fails is forgotten, so a later request tries again.
+    private static func buildOnce(_ client: PostgresClient, name: String, logger: Logger, sql: @escaping @Sendable () -> String) {
         let start = knownIndexes.withLock { known -> Bool in
             guard !known.contains(name) else { return false }
             known.insert(name)
@@ -230,12 +222,14 @@ struct RowPageQuery {
         guard start else { return }
         Task.detached(priority: .utility) {
             do {
-                try await client.query(PostgresQuery(unsafeSQL: "CREATE UNIQUE INDEX IF NOT EXISTS \"\(name)\" ON \(RowTable.name(id)) (r)"), logger: logger)
+                try await client.query(PostgresQuery(unsafeSQL: sql()), logger: logger)
             } catch {
                 _ = knownIndexes.withLock { $0.remove(name) }
             }
         }
     }
+
+    static let knownIndexes = Mutex<Set<String>>([])
 
     /// The rows after the cursor's key in the order `(c1 IS NULL), c1 dir1, …, r` (nulls last per column).
     static func beyond(
