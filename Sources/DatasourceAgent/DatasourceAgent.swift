@@ -230,7 +230,7 @@ struct Serve: AsyncParsableCommand {
                 // First in, last out: the listener, the leases and the connections outlive the stdio session.
                 services = [
                     .init(service: postgres),
-                    .init(service: PostgresHandOff(backend: postgres, url: try storeOptions.storeText(), logger: logger)),
+                    .init(service: ProcessingHandOff(backend: postgres, url: try storeOptions.storeText(), logger: logger)),
                     .init(service: downloads),
                 ]
                 break
@@ -349,30 +349,26 @@ struct ChangeWatching: Service {
     }
 }
 
-/// On a PostgreSQL store: when the group shuts down with uploads still processing, starts
-/// `process-pending` to take them over once this agent has given their leases up, so that an
-/// accepted upload is finished even though its client left.
-struct PostgresHandOff: Service {
-    let backend: PostgresBackend
-    let url: String
-    let logger: Logger
-
-    func run() async throws {
-        try? await gracefulShutdown()
-        if backend.hasPendingProcessing { ProcessPending.handOff(postgres: url, logger: logger) }
-    }
-}
-
 /// Hands processing that is queued or running on to `process-pending` when the group shuts
-/// down, so that an accepted upload is finished even though its client left.
+/// down, so that an accepted upload is finished even though its client left (on a PostgreSQL
+/// store, once this agent has given the leases up: the group stops the backend first).
 struct ProcessingHandOff: Service {
-    let backend: LocalBackend
-    let store: URL
-    let logger: Logger
+    let hasPendingProcessing: @Sendable () -> Bool
+    let handOff: @Sendable () -> Void
+
+    init(backend: LocalBackend, store: URL, logger: Logger) {
+        hasPendingProcessing = { backend.hasPendingProcessing }
+        handOff = { ProcessPending.handOff(store: store, logger: logger) }
+    }
+
+    init(backend: PostgresBackend, url: String, logger: Logger) {
+        hasPendingProcessing = { backend.hasPendingProcessing }
+        handOff = { ProcessPending.handOff(postgres: url, logger: logger) }
+    }
 
     func run() async throws {
         try? await gracefulShutdown()
-        if backend.hasPendingProcessing { ProcessPending.handOff(store: store, logger: logger) }
+        if hasPendingProcessing() { handOff() }
     }
 }
 

@@ -37,6 +37,10 @@ public final class PostgresBackend: DataSourceBackend, Service {
 
     struct Unreachable: Error, CustomStringConvertible {
         var description: String
+
+        static func noAnswer(_ url: PostgresStoreURL) -> Unreachable {
+            Unreachable(description: "no answer from \(url.host):\(url.port) within \(startTimeoutSeconds) s")
+        }
     }
     static let chunkBytes = 1 << 20
     /// A lease not renewed for this long is taken over by another agent.
@@ -61,14 +65,11 @@ public final class PostgresBackend: DataSourceBackend, Service {
                 }
                 return bytes
             }
-        } catch is DeadlinePassed {
             try? await connection.close()
-            throw Unreachable(description: "no answer from \(url.host):\(url.port) within \(Self.startTimeoutSeconds) s")
         } catch {
             try? await connection.close()
-            throw error
+            throw error is DeadlinePassed ? Unreachable.noAnswer(url) : error
         }
-        try? await connection.close()
         guard secretBytes.count >= 16 else { throw DataSourceError(.storageError, details: ["reason": "the store secret is missing"]) }
         let client = PostgresClient(configuration: url.clientConfiguration(), backgroundLogger: logger)
         // The pool warns about any request made before its `run()` began.
@@ -98,7 +99,7 @@ public final class PostgresBackend: DataSourceBackend, Service {
                 try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
             }
         } catch is DeadlinePassed {
-            throw Unreachable(description: "no answer from \(url.host):\(url.port) within \(startTimeoutSeconds) s")
+            throw Unreachable.noAnswer(url)
         } catch {
             throw Unreachable(description: "cannot connect to \(url.host):\(url.port): \(reason(error))")
         }
