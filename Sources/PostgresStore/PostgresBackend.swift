@@ -156,6 +156,10 @@ public final class PostgresBackend: DataSourceBackend, Service {
     public func shutDown() async {
         jobs.cancelAll()
         for task in background.withLock({ $0 }) { task.cancel() }
+        // The cancelled loads fail their COPY and roll back before the pool closes their
+        // connections: postgres-nio 1.33 traps ("Invalid query state machine action in state:
+        // .closing, action: wait") when a connection is closed in the middle of a COPY.
+        await jobs.waitUntilNone(seconds: 5)
         // Bounded: a database that is gone must not keep the process from ending (the leases
         // then expire on their own).
         _ = try? await withDeadline(seconds: 5) { [client, owner, logger] in

@@ -50,6 +50,14 @@ final class ProcessingJobs: Sendable {
     }
 
     func end(_ job: Job) { state.withLock { if $0[job.id] === job { $0[job.id] = nil } } }
+
+    /// Waits until every job has ended, at most `seconds`.
+    func waitUntilNone(seconds: Double) async {
+        let deadline = DispatchTime.now() + seconds
+        while !state.withLock({ $0.isEmpty }), DispatchTime.now() < deadline {
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+    }
     func rowsSoFar(_ id: DataSourceID) -> Int? { state.withLock { $0[id]?.rows } }
     func cancel(_ id: DataSourceID) { state.withLock { $0[id]?.cancel() } }
     func cancelAll() { state.withLock { jobs in jobs.values.forEach { $0.cancel() } } }
