@@ -37,6 +37,9 @@ enum SQLQueryEngine {
         defer { sqlite3_close_v2(db) }
         // No value may grow past this (printf('%.*c', 1e9, 'x') would otherwise take GBs).
         sqlite3_limit(db, SQLITE_LIMIT_LENGTH, maxValueBytes)
+        // A row file is briefly locked while its WAL is set up or checkpointed (the first page
+        // of a source, the last connection closing before a delete): wait rather than fail.
+        sqlite3_busy_timeout(db, 5000)
         try prepareSchema(db, sources: sources)
 
         let guardState = StatementGuard(schemas: Set(sources.indices.map { "s\($0)" }), views: Set(sources.flatMap(\.names)))
@@ -75,6 +78,7 @@ enum SQLQueryEngine {
                     if interrupt.isSet { throw CancellationError() }
                     throw SQLQuery.invalid("timed out after \(request.timeoutMs) ms")
                 }
+                if let gone = vanished(sources) { throw SQLQuery.invalid("no data source \(gone.id.rawValue)") }
                 throw SQLQuery.invalid(guardState.denial ?? message(db))
             }
             if rows.count == request.limit {
@@ -119,7 +123,7 @@ enum SQLQueryEngine {
                 // Deleted since the catalog said it was completed (a delete racing this query):
                 // answered as for a source that does not exist. Once attached, the open file
                 // answers the whole statement even if it is unlinked meanwhile.
-                if !FileManager.default.fileExists(atPath: source.path) { throw SQLQuery.invalid("no data source \(source.id.rawValue)") }
+                if let gone = vanished([source]) { throw SQLQuery.invalid("no data source \(gone.id.rawValue)") }
                 throw DataSourceError(.storageError, details: ["reason": "a data source's rows could not be opened for the query"])
             }
             let select: String = source.columns.enumerated().map { position, column -> String in
@@ -137,6 +141,11 @@ enum SQLQueryEngine {
         // GROUP BY of one column over 1,000,000 rows took 0.26 s instead of 0.33 with sqlite3 3.40.1.
         try execute(db, "PRAGMA threads = 2")
         try execute(db, "PRAGMA query_only = ON")
+    }
+
+    /// A source whose row file was deleted since the catalog named it (a delete racing this query).
+    private static func vanished(_ sources: [SQLSource]) -> SQLSource? {
+        sources.first { !FileManager.default.fileExists(atPath: $0.path) }
     }
 
     private static func execute(_ db: OpaquePointer, _ sql: String) throws {
