@@ -367,3 +367,55 @@ def test_more_columns_than_a_postgresql_table_holds_fail_in_words(pg_url, pg_clu
         assert note["status"] == "failed", note
         assert note["error"]["message"] == "the rows could not be stored in PostgreSQL: tables can have at most 1600 columns"
         assert row_tables(pg_cluster, pg_url) == "0"
+
+
+def test_an_original_that_cannot_be_stored_fails_the_upload_while_its_processing_runs(pg_url, pg_cluster, tmp_path):
+    """The original is stored in one transaction while the pipeline already reads the local
+    copy. When that transaction fails after its first chunk (a trigger refuses the second, as a
+    full tablespace or a quota would, after a wait in which the rows are loaded), the upload
+    answers STORAGE_ERROR in words that name nothing internal, the processing already running publishes nothing and sends nothing, no
+    trace of the source is left (its local copy included), and the agent goes on serving uploads."""
+    from conftest import write_big_csv
+    db = pg_url.rsplit("/", 1)[1]
+    big = write_big_csv(tmp_path / "big.csv", 150_000)
+    assert big.stat().st_size > 3 << 20
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    with Agent(pg_url, args=["--log-level", "info"], env={"TMPDIR": str(scratch)}) as agent:
+        agent.initialize()
+        pg_cluster.psql(db, """
+            CREATE FUNCTION public.refuse_second_chunk() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.chunk >= 1 THEN
+                    PERFORM pg_sleep(3);
+                    RAISE EXCEPTION 'could not extend file: No space left on device';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_second_chunk BEFORE INSERT ON datasource_agent.originals
+                FOR EACH ROW EXECUTE FUNCTION public.refuse_second_chunk();""")
+        error = agent.error("datasources/upload", {"path": str(big), "workDoneToken": "refused"}, timeout=60)
+        assert error["code"] == -31500 and error["data"]["code"] == "STORAGE_ERROR", error
+        assert "INSERT" not in error["message"] + str(error["data"]["details"]), error
+        # The pipeline had read the whole file while the original was still being stored; its
+        # progress ends, and no status change is ever sent for a source that never existed.
+        agent.wait_notification("$/progress", lambda p: p["token"] == "refused" and p["value"]["kind"] == "end")
+        rows_reported = [int(n["params"]["value"]["message"].split()[0]) for n in agent.notifications
+                         if n["method"] == "$/progress" and n["params"]["value"]["kind"] == "report"]
+        assert max(rows_reported) >= 147_456, rows_reported
+        assert agent.call("datasources/list", {})["pagination"]["total"] == 0
+        left = pg_cluster.psql(db, """
+            SELECT (SELECT count(*) FROM datasource_agent.datasources)
+                 + (SELECT count(*) FROM datasource_agent.originals)
+                 + (SELECT count(*) FROM datasource_agent.processing_issues)""")
+        assert left == "0"
+        assert row_tables(pg_cluster, pg_url) == "0"
+        assert [p.name for p in scratch.iterdir()][0].startswith("datasource-agent-pg-")
+        assert [p.name for p in scratch.rglob("*") if p.is_file()] == []
+        pg_cluster.psql(db, "DROP TRIGGER refuse_second_chunk ON datasource_agent.originals")
+        _, note = upload_and_wait(agent, path=str(big))
+        assert note["status"] == "completed" and note["rowCount"] == 150_000, note
+        assert [n for n in agent.notifications if n["method"] == "datasources/statusChanged"] == []
+        assert agent.proc.poll() is None
+    log = agent.stderr.decode()
+    assert log.count("ended without publishing") == 1, log
