@@ -124,7 +124,7 @@ enum SQLQueryEngine {
                 // answered as for a source that does not exist. Once attached, the open file
                 // answers the whole statement even if it is unlinked meanwhile.
                 if let gone = vanished([source]) { throw SQLQuery.invalid("no data source \(gone.id.rawValue)") }
-                throw DataSourceError(.storageError, details: ["reason": "a data source's rows could not be opened for the query"])
+                throw rowsNotOpened
             }
             let select: String = source.columns.enumerated().map { position, column -> String in
                 let expression: String = column.type == .datetime ? "ds_datetime(c\(position))" : "c\(position)"
@@ -148,10 +148,10 @@ enum SQLQueryEngine {
         sources.first { !FileManager.default.fileExists(atPath: $0.path) }
     }
 
+    private static let rowsNotOpened = DataSourceError(.storageError, details: ["reason": "a data source's rows could not be opened for the query"])
+
     private static func execute(_ db: OpaquePointer, _ sql: String) throws {
-        guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else {
-            throw DataSourceError(.storageError, details: ["reason": "a data source's rows could not be opened for the query"])
-        }
+        guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else { throw rowsNotOpened }
     }
 
     private static func message(_ db: OpaquePointer) -> String {

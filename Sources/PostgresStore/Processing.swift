@@ -15,11 +15,11 @@ final class ProcessingJobs: Sendable {
         let id: DataSourceID
         let fileSize: Int64
         let startedAt = Date()
-        private let state = Mutex<(cancelled: Bool, rows: Int, bytesDone: Int64, stored: Bool)>((false, 0, 0, false))
+        private let state: Mutex<(cancelled: Bool, rows: Int, bytesDone: Int64, stored: Bool)>
         init(id: DataSourceID, fileSize: Int64, stored: Bool) {
             self.id = id
             self.fileSize = fileSize
-            state.withLock { $0.stored = stored }
+            state = Mutex((false, 0, 0, stored))
         }
         var isCancelled: Bool { state.withLock { $0.cancelled } }
         /// Whether the source's catalog row is committed (an upload is processed while its

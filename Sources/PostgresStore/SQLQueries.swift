@@ -219,14 +219,15 @@ struct PostgresSQLQuery {
             return translate(explaining.underlying, userStart: userStart + explain.count, sql: sql, timeoutMs: timeoutMs)
         }
         guard let psql = error as? PSQLError, let info = psql.serverInfo, let message = info[.message] else { return error }
+        if info[.sqlState] == "42P01", let deleted = deletedSource(in: message) {
+            // A named source deleted between the catalog's answer and the statement: answered
+            // as for a source that does not exist, not with the table's internal name.
+            return SQLQuery.invalid("no data source \(deleted.rawValue)")
+        }
         switch info[.sqlState] {
         case "57014": return SQLQuery.invalid("timed out after \(timeoutMs) ms")
         case "42501": return SQLQuery.invalid("only reading the named sources is allowed (\(message))")
         case "25006": return SQLQuery.invalid("only reading is allowed")
-        case "42P01" where deletedSource(in: message) != nil:
-            // A named source deleted between the catalog's answer and the statement: answered
-            // as for a source that does not exist, not with the table's internal name.
-            return SQLQuery.invalid("no data source \(deletedSource(in: message)!.rawValue)")
         default:
             let offset = info[.position].flatMap(Int.init).map { $0 - 1 - userStart }
             return SQLQuery.invalid(message, offset: offset.flatMap { $0 >= 0 ? $0 : nil })

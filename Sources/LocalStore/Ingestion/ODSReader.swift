@@ -230,10 +230,11 @@ struct ODSReader: RecordReader {
                 if read.repeats > 1 {
                     // Charged up front, at the width the rows will be stored at, so that a
                     // repeat past the budget fails at once instead of after hours of work.
-                    let cellsAdded = (read.repeats - 1).multipliedReportingOverflow(by: max(read.cells.count, width ?? 0, 1))
+                    let storedWidth = max(read.cells.count, width ?? 0, 1)
+                    let cellsAdded = (read.repeats - 1).multipliedReportingOverflow(by: storedWidth)
                     guard !cellsAdded.overflow, cellsAdded.partialValue <= repeatedCellsLeft else {
                         throw IngestionFailure(
-                            "the ODS sheet repeats row \(rowNumber) \(read.repeats) times, more cells (\(read.repeats) × \(max(read.cells.count, width ?? 0, 1))) than a file of this size may describe (at most \(workbook.repeatedCellBudget) cells from repeated rows; a repeat bomb?)")
+                            "the ODS sheet repeats row \(rowNumber) \(read.repeats) times, more cells (\(read.repeats) × \(storedWidth)) than a file of this size may describe (at most \(workbook.repeatedCellBudget) cells from repeated rows; a repeat bomb?)")
                     }
                     repeatedCellsLeft -= cellsAdded.partialValue
                     repeated = (read.cells, read.errors)
