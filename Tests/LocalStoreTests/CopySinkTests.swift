@@ -77,20 +77,32 @@ import Testing
         var rows: [String] { text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init) }
     }
 
-    func load(_ csv: String, target: RecordingTarget, rowsPerBatch: Int? = nil, format: CopyFormat = .text) throws -> (IngestionPipeline, IngestionResult) {
+    /// `body` with a pipeline over `csv` whose rows go to `target`, and the table file it
+    /// must never write; the files are removed afterwards.
+    func withPipeline<T>(
+        _ csv: String, target: RecordingTarget, rowsPerBatch: Int? = nil, format: CopyFormat = .text,
+        _ body: (IngestionPipeline, _ unusedTable: URL) throws -> T
+    ) throws -> T {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("copy-tests-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let source = directory.appendingPathComponent("in.csv")
         try Data(csv.utf8).write(to: source)
+        let unusedTable = directory.appendingPathComponent("unused.sqlite")
         let pipeline = try IngestionPipeline(
-            source: source, contentType: "text/csv", options: ParseOptions(), output: directory.appendingPathComponent("unused.sqlite"),
+            source: source, contentType: "text/csv", options: ParseOptions(), output: unusedTable,
             workDirectory: directory, isCancelled: { false }, progress: { _, _ in })
         pipeline.rowsPerBatch = rowsPerBatch
         pipeline.makeSink = { types in try CopySink(target: target, types: types, format: format) }
-        let result = try pipeline.run()
-        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("unused.sqlite").path))
-        return (pipeline, result)
+        return try body(pipeline, unusedTable)
+    }
+
+    func load(_ csv: String, target: RecordingTarget, rowsPerBatch: Int? = nil, format: CopyFormat = .text) throws -> (IngestionPipeline, IngestionResult) {
+        try withPipeline(csv, target: target, rowsPerBatch: rowsPerBatch, format: format) { pipeline, unusedTable in
+            let result = try pipeline.run()
+            #expect(!FileManager.default.fileExists(atPath: unusedTable.path))
+            return (pipeline, result)
+        }
     }
 
     @Test func everyTypeAndNullBecomesItsCopyField() throws {
@@ -135,19 +147,12 @@ import Testing
         for i in 0..<200_000 { csv += "\(i),label number \(i) with some text to fill a chunk\n" }
         let target = RecordingTarget()
         target.failOnSend = 2
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("copy-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let source = directory.appendingPathComponent("in.csv")
-        try Data(csv.utf8).write(to: source)
-        let pipeline = try IngestionPipeline(
-            source: source, contentType: "text/csv", options: ParseOptions(), output: directory.appendingPathComponent("unused.sqlite"),
-            workDirectory: directory, isCancelled: { false }, progress: { _, _ in })
-        pipeline.makeSink = { types in try CopySink(target: target, types: types, format: .text) }
-        #expect(throws: RecordingTarget.Refused.self) { try pipeline.run() }
-        #expect(target.events.last == "abandon")
-        for _ in 0..<200 where pipeline.stageThreads.count > 0 { usleep(10_000) }
-        #expect(pipeline.stageThreads.count == 0)
+        try withPipeline(csv, target: target) { pipeline, _ in
+            #expect(throws: RecordingTarget.Refused.self) { try pipeline.run() }
+            #expect(target.events.last == "abandon")
+            for _ in 0..<200 where pipeline.stageThreads.count > 0 { usleep(10_000) }
+            #expect(pipeline.stageThreads.count == 0)
+        }
     }
 
     /// The fields of each row of `COPY` binary data, read back as PostgreSQL reads them.
